@@ -1,0 +1,63 @@
+# Self-documenting: `make help` lists every target with its `## ` comment.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP_VERSION := 25.2
+# The stamp records what was installed; make reinstalls only when a requirements or
+# constraints file is newer, so a second `make install` is a no-op.
+STAMP  := $(VENV)/.installed
+REQS   := requirements/local.txt requirements.txt constraints/mwaa-airflow-3.0.6-constraints.txt
+
+SCALE  ?= 1
+DAYS   ?= 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test lint typecheck pytest up down status seed simulate clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
+
+$(STAMP): $(PY) $(REQS)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/local.txt
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv with Airflow 3.0.6 at MWAA's pins plus the project's pinned tools
+
+demo: install ## The main job: local stack, seeded totesys, summary (no Docker, no AWS)
+	$(PY) -m deploy.demo --scale $(SCALE)
+
+test: install lint typecheck pytest ## Set up and run every check: ruff, mypy, pytest against real services
+
+lint: install ## ruff (style and the import boundaries between etl/, dags/ and deploy/)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install ## mypy, strict on etl/ and deploy/
+	$(VENV)/bin/mypy
+
+pytest: install ## pytest only
+	$(PY) -m pytest
+
+up: install ## Start the local stack (PostgreSQL, moto S3, SMTP sink) and print its settings
+	$(PY) -m deploy.local up
+
+down: install ## Stop the local stack
+	$(PY) -m deploy.local down
+
+status: install ## Show whether the local stack is running
+	$(PY) -m deploy.local status
+
+seed: install ## Create and seed totesys on the running stack (SCALE=1)
+	$(PY) -m deploy.local seed --scale $(SCALE) --replace
+
+simulate: install ## Advance the totesys clock (DAYS=1)
+	$(PY) -m deploy.local simulate --days $(DAYS)
+
+clean: ## Remove the venv, caches and local stack state
+	-$(PY) -m deploy.local down 2>/dev/null
+	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

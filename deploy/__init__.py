@@ -1,0 +1,1 @@
+"""Provisioning: the local stack of real services and (later) AWS/MWAA deployment."""

@@ -1,0 +1,137 @@
+"""The simulator changes totesys the way the real application does, reproducibly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import pytest
+
+from deploy.totesys.seed import SeedPlan, seed_totesys
+from deploy.totesys.simulate import SimulationPlan, SimulationReport, clock_now, simulate
+from tests.deploy.totesys.catalog import content_digest
+
+PLAN = SimulationPlan(days=4, rate=1.0, edits_per_weekday=3, seed=11)
+
+
+def query(url: str, text: str, params: Any = None) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(text.encode(), params).fetchall()
+
+
+@pytest.fixture(scope="module")
+def simulated(make_database: Callable[[str], str]) -> tuple[str, datetime, SimulationReport]:
+    url = make_database("simulated")
+    seed_totesys(url, SeedPlan(scale=0.1))
+    with psycopg.connect(url) as conn:
+        start = clock_now(conn)
+    return url, start, simulate(url, PLAN)
+
+
+def test_report_covers_the_window_and_every_kind_of_change(
+    simulated: tuple[str, datetime, SimulationReport],
+) -> None:
+    url, start, report = simulated
+    assert report.start == start
+    assert (report.end - report.start).days == 4
+    for kind in ("sales_orders", "purchase_orders", "payments_paid"):
+        assert report.events[kind] > 0, kind
+    edits = sum(n for kind, n in report.events.items() if kind.endswith("_edits"))
+    assert edits >= 3
+    with psycopg.connect(url) as conn:
+        assert start < clock_now(conn) <= report.end
+
+
+def test_new_orders_arrive_with_their_transaction_and_payment(
+    simulated: tuple[str, datetime, SimulationReport],
+) -> None:
+    url, start, report = simulated
+    new_sales = query(url, "SELECT count(*) FROM sales_order WHERE created_at > %s", (start,))[0][0]
+    new_purchases = query(
+        url, "SELECT count(*) FROM purchase_order WHERE created_at > %s", (start,)
+    )[0][0]
+    assert (new_sales, new_purchases) == (
+        report.events["sales_orders"],
+        report.events["purchase_orders"],
+    )
+    broken = query(
+        url,
+        """
+        SELECT count(*) FROM transaction t
+        LEFT JOIN sales_order s ON s.sales_order_id = t.sales_order_id
+        LEFT JOIN purchase_order po ON po.purchase_order_id = t.purchase_order_id
+        LEFT JOIN payment p ON p.transaction_id = t.transaction_id
+        WHERE t.created_at > %s AND (
+            p.payment_id IS NULL OR p.created_at <> t.created_at
+            OR coalesce(s.created_at, po.created_at) <> t.created_at
+            OR p.payment_amount <> coalesce(s.units_sold * s.unit_price,
+                                            po.item_quantity * po.item_unit_price)
+            OR extract(isodow FROM t.created_at) > 5)""",
+        (start,),
+    )[0][0]
+    assert broken == 0
+
+
+def test_payments_flip_only_at_0755_on_their_due_weekday(
+    simulated: tuple[str, datetime, SimulationReport],
+) -> None:
+    url, start, report = simulated
+    flipped = query(
+        url,
+        """
+        SELECT payment_date, created_at, last_updated FROM payment
+        WHERE paid AND last_updated > %s""",
+        (start,),
+    )
+    assert len(flipped) == report.events["payments_paid"] > 0
+    for payment_date, created_at, last_updated in flipped:
+        assert last_updated.date().isoformat() == payment_date
+        assert (last_updated.hour, last_updated.minute, last_updated.second) == (7, 55, 11)
+        assert last_updated.weekday() < 5
+        assert created_at.date() != last_updated.date()
+    overdue = query(
+        url,
+        """
+        SELECT count(*) FROM payment WHERE NOT paid AND payment_date::date <= %s::date
+          AND payment_date::date > %s::date AND payment_date::date <> created_at::date
+          AND extract(isodow FROM payment_date::date) <= 5""",
+        (report.end, start),
+    )[0][0]
+    assert overdue == 0
+
+
+def test_dimension_edits_bump_last_updated(
+    simulated: tuple[str, datetime, SimulationReport],
+) -> None:
+    url, start, report = simulated
+    edited: dict[str, int] = dict(
+        query(
+            url,
+            """
+        SELECT 'address_edits', count(*) FROM address WHERE last_updated > %(s)s UNION ALL
+        SELECT 'department_edits', count(*) FROM department WHERE last_updated > %(s)s UNION ALL
+        SELECT 'staff_edits', count(*) FROM staff WHERE last_updated > %(s)s UNION ALL
+        SELECT 'counterparty_edits', count(*) FROM counterparty WHERE last_updated > %(s)s""",
+            {"s": start},
+        )
+    )
+    for kind, rows_changed in edited.items():
+        if report.events[kind]:  # a row edited twice counts once here
+            assert 0 < rows_changed <= report.events[kind], kind
+        else:
+            assert rows_changed == 0, kind
+    unchanged_created = query(url, "SELECT count(*) FROM address WHERE created_at > %s", (start,))[
+        0
+    ][0]
+    assert unchanged_created == 0
+
+
+def test_same_seed_same_history(make_database: Callable[[str], str]) -> None:
+    urls = [make_database("sim_determinism") for _ in range(2)]
+    for url in urls:
+        seed_totesys(url, SeedPlan(scale=0.02))
+        simulate(url, SimulationPlan(days=2, edits_per_weekday=2, seed=5))
+
+    assert content_digest(urls[0]) == content_digest(urls[1])
