@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import boto3
 
@@ -78,6 +79,16 @@ class StackEndpoints:
             "SMTP_HOST": HOST,
             "SMTP_PORT": str(self.smtp_port),
         }
+
+    def s3_client(self) -> Any:
+        """A boto3 S3 client for the moto server (its placeholder credentials, not env)."""
+        return boto3.client(
+            "s3",
+            endpoint_url=self.aws_endpoint_url,
+            region_name=REGION,
+            aws_access_key_id=MOTO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=MOTO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
 
     def messages(self) -> list[EmailMessage]:
         """Every email the SMTP sink has received, oldest first."""
@@ -197,13 +208,7 @@ class LocalStack:
         return port, pid
 
     def _create_buckets(self, endpoints: StackEndpoints) -> None:
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoints.aws_endpoint_url,
-            region_name=REGION,
-            aws_access_key_id=MOTO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=MOTO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        )
+        s3 = endpoints.s3_client()
         for bucket in (endpoints.ingestion_bucket, endpoints.processed_bucket):
             s3.create_bucket(
                 Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}

@@ -8,26 +8,13 @@ import sys
 import uuid
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
-import boto3
 import psycopg
 import pytest
 
 from deploy.local.processes import is_alive
-from deploy.local.stack import REGION, LocalStack, StackEndpoints
+from deploy.local.stack import LocalStack, StackEndpoints
 from tests.conftest import REPO_ROOT
-
-
-def s3_client(endpoints: StackEndpoints) -> Any:
-    env = endpoints.as_env()
-    return boto3.client(
-        "s3",
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        region_name=REGION,
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
 
 
 def test_up_down_leaves_no_process_behind(tmp_path: Path) -> None:
@@ -88,7 +75,7 @@ def test_wrong_password_is_refused(stack: StackEndpoints) -> None:
 
 
 def test_buckets_exist_and_objects_round_trip(stack: StackEndpoints) -> None:
-    s3 = s3_client(stack)
+    s3 = stack.s3_client()
     names = {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}
     assert {stack.ingestion_bucket, stack.processed_bucket} <= names
     key = f"roundtrip/{uuid.uuid4()}.csv"

@@ -1,0 +1,95 @@
+"""One typed settings object, filled at the edge: from the environment by the CLI, from
+Airflow connections by the DAG. Nothing below reads `os.environ`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from etl.errors import ConfigError
+from etl.tables import ALL_TABLES, select_tables
+
+DEFAULT_OVERLAP = timedelta(minutes=15)
+DEFAULT_REGION = "eu-west-2"
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A value that never shows itself in repr, str, logs or tracebacks."""
+
+    _value: str = field(repr=False)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+
+def describe_url(url: Secret | None) -> str:
+    """host:port/database of a postgresql:// URL, for messages (no user, no password)."""
+    if url is None:
+        return "<not configured>"
+    parts = urlsplit(url.reveal())
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{host}{port}{parts.path}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the pipeline needs to know about where things are."""
+
+    totesys_db_url: Secret | None = None  # postgresql:// URL of the source database
+    warehouse_db_url: Secret | None = None  # postgresql:// URL of the warehouse
+    ingestion_bucket: str = ""  # S3 bucket for CSV extracts, manifests and watermarks
+    processed_bucket: str = ""  # S3 bucket for the parquet star schema
+    aws_endpoint_url: str | None = None  # moto/MinIO locally; None means AWS itself
+    aws_region: str = DEFAULT_REGION
+    overlap: timedelta = DEFAULT_OVERLAP  # how far behind the watermark each extract re-reads
+    tables: tuple[str, ...] = ALL_TABLES  # subset of the allow-list to extract
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        def secret(name: str) -> Secret | None:
+            value = env.get(name, "").strip()
+            return Secret(value) if value else None
+
+        try:
+            overlap = timedelta(
+                seconds=float(env.get("INGEST_OVERLAP_SECONDS", DEFAULT_OVERLAP.total_seconds()))
+            )
+        except ValueError as error:
+            raise ConfigError(
+                f"INGEST_OVERLAP_SECONDS must be a number of seconds: {error}"
+            ) from None
+        tables = env.get("TOTESYS_TABLES", "")
+        return cls(
+            totesys_db_url=secret("TOTESYS_DB_URL"),
+            warehouse_db_url=secret("WAREHOUSE_DB_URL"),
+            ingestion_bucket=env.get("INGESTION_BUCKET", "").strip(),
+            processed_bucket=env.get("PROCESSED_BUCKET", "").strip(),
+            aws_endpoint_url=env.get("AWS_ENDPOINT_URL", "").strip() or None,
+            aws_region=env.get("AWS_DEFAULT_REGION", "").strip() or DEFAULT_REGION,
+            overlap=overlap,
+            tables=select_tables(tables.split(",")) if tables.strip() else ALL_TABLES,
+        )
+
+    def require(self, *names: str) -> None:
+        """Fail with one line naming every missing setting a command needs."""
+        env_names = {
+            "totesys_db_url": "TOTESYS_DB_URL",
+            "warehouse_db_url": "WAREHOUSE_DB_URL",
+            "ingestion_bucket": "INGESTION_BUCKET",
+            "processed_bucket": "PROCESSED_BUCKET",
+        }
+        missing = [env_names[name] for name in names if not getattr(self, name)]
+        if missing:
+            raise ConfigError(f"missing setting(s): {', '.join(missing)}")
+        if self.overlap < timedelta(0):
+            raise ConfigError("the ingest overlap must not be negative")

@@ -1,0 +1,176 @@
+"""One ingestion batch: every configured table's changes, then the manifest, then state.
+
+Order is the guarantee: data files first, the manifest (the completion marker readers and
+the DAG's sensor wait for) second, the watermark state last. A batch that fails before its
+manifest leaves no manifest and an untouched watermark, so the next run extracts the same
+changes again under a new batch id; files of the failed batch are referenced by no
+manifest and so are invisible to readers. A failure after the manifest but before the
+state is recovered from the manifest, which carries the bookmarks.
+
+All tables are read in one REPEATABLE READ snapshot, so a batch is consistent across
+tables (an order, its transaction and its payment arrive together).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from etl import layout
+from etl.config import Secret, Settings, describe_url
+from etl.errors import SourceUnavailableError, one_line
+from etl.extract import TableExtract, check_source_columns, extract_table
+from etl.logs import log_event
+from etl.storage import ObjectStore
+from etl.tables import SOURCE_TABLES
+from etl.watermark import Bookmark, IngestState
+
+logger = logging.getLogger("etl.ingest")
+
+# Called with the name of each step as it completes ("table:<name>", "data_written",
+# "manifest_written", "state_written"): progress reporting, and where fault-injection
+# tests stop a batch.
+StepHook = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    batch_id: str
+    manifest_key: str
+    manifest: dict[str, Any]
+    skipped_reason: str | None = None
+
+    @property
+    def rows(self) -> int:
+        return sum(int(t["rows"]) for t in self.manifest.get("tables", {}).values())
+
+
+def connect_source(
+    url: Secret | None, purpose: str = "totesys"
+) -> psycopg.Connection[tuple[Any, ...]]:
+    assert url is not None
+    try:
+        return psycopg.connect(url.reveal(), connect_timeout=10, application_name="totesys-etl")
+    except psycopg.OperationalError as error:
+        raise SourceUnavailableError(
+            f"cannot connect to {purpose} at {describe_url(url)}: {one_line(error)}"
+        ) from None
+
+
+def load_state(store: ObjectStore) -> IngestState:
+    """The bookmarks after the newest complete batch (recovering from its manifest if the
+    state object was not written)."""
+    state = IngestState.from_json(store.get_json(layout.STATE_KEY))
+    start_after = layout.manifest_key(state.batch_id) if state.batch_id else ""
+    newer = list(store.keys(layout.MANIFEST_PREFIX, start_after=start_after))
+    if newer:
+        manifest = store.get_json(newer[-1]) or {}
+        recovered = IngestState.from_json(manifest.get("state_after"))
+        log_event(logger, "state_recovered_from_manifest", batch_id=recovered.batch_id)
+        return recovered
+    return state
+
+
+def ingest(
+    settings: Settings,
+    s3_client: Any,
+    batch_ts: datetime | None = None,
+    full_refresh: bool = False,
+    on_step: StepHook | None = None,
+) -> IngestResult:
+    """Run one batch identified by `batch_ts` (now, by default). Replaying a batch id that
+    already completed changes nothing and returns its manifest."""
+    settings.require("totesys_db_url", "ingestion_bucket")
+    step = on_step or (lambda _: None)
+    store = ObjectStore(s3_client, settings.ingestion_bucket)
+    batch_id = layout.batch_id_for(batch_ts or datetime.now(UTC))
+    manifest_key = layout.manifest_key(batch_id)
+
+    existing = store.get_json(manifest_key)
+    if existing is not None:
+        log_event(logger, "batch_already_complete", batch_id=batch_id)
+        return IngestResult(batch_id, manifest_key, existing, "already complete")
+    state = load_state(store)
+    if state.batch_id is not None and batch_id <= state.batch_id:
+        reason = f"covered by the later batch {state.batch_id}"
+        log_event(logger, "batch_skipped", batch_id=batch_id, reason=reason)
+        return IngestResult(batch_id, manifest_key, {"batch_id": batch_id, "tables": {}}, reason)
+
+    started_at = datetime.now(UTC)
+    started = time.perf_counter()
+    extracts: dict[str, TableExtract] = {}
+    bookmarks = dict(state.bookmarks)
+    with connect_source(settings.totesys_db_url) as conn:
+        conn.read_only = True
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        with conn.transaction():
+            for name in settings.tables:
+                table = SOURCE_TABLES[name]
+                extra = check_source_columns(conn, table)
+                if extra:
+                    log_event(
+                        logger,
+                        "source_columns_ignored",
+                        logging.WARNING,
+                        table=name,
+                        columns=",".join(extra),
+                    )
+                before = Bookmark() if full_refresh else state.bookmark(name)
+                extract = extract_table(
+                    conn, table, before, settings.overlap, store, layout.extract_key(name, batch_id)
+                )
+                extracts[name] = extract
+                bookmarks[name] = before.advance(
+                    extract.extracted_max, extract.versions_in_overlap, settings.overlap
+                )
+                log_event(
+                    logger, "table_extracted", table=name, rows=extract.rows,
+                    bytes=extract.written.bytes if extract.written else 0, seconds=extract.seconds,
+                )  # fmt: skip
+                step(f"table:{name}")
+    step("data_written")
+
+    state_after = IngestState(batch_id, bookmarks)
+    manifest = {
+        "batch_id": batch_id,
+        "batch_ts": layout.batch_ts_of(batch_id).isoformat(),
+        "started_at": started_at.isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "seconds": round(time.perf_counter() - started, 3),
+        "full_refresh": full_refresh,
+        "overlap_seconds": settings.overlap.total_seconds(),
+        "previous_batch_id": state.batch_id,
+        "tables": {
+            name: {
+                "rows": extract.rows,
+                "file": extract.written.key if extract.written else None,
+                "bytes": extract.written.bytes if extract.written else 0,
+                "sha256": extract.written.sha256 if extract.written else None,
+                "columns": list(SOURCE_TABLES[name].column_names),
+                "watermark_before": _iso(state.bookmark(name).value),
+                "watermark_after": _iso(bookmarks[name].value),
+                "seconds": round(extract.seconds, 3),
+            }
+            for name, extract in extracts.items()
+        },
+        "state_after": state_after.to_json(),
+    }
+    store.put_json(manifest_key, manifest)
+    step("manifest_written")
+    store.put_json(layout.STATE_KEY, state_after.to_json())
+    step("state_written")
+    result = IngestResult(batch_id, manifest_key, manifest)
+    log_event(
+        logger, "batch_complete", batch_id=batch_id, rows=result.rows, seconds=manifest["seconds"]
+    )
+    return result
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()

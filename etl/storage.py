@@ -1,0 +1,203 @@
+"""The object store adapter: the only place etl talks to S3.
+
+It takes a boto3 S3 client made at the edge (from the environment by the CLI, from the
+`aws_default` connection by the DAG), so credentials never pass through etl.
+Large objects are streamed with multipart upload: memory holds one part at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from etl.config import Settings
+from etl.errors import StorageError
+
+PART_SIZE = 8 * 1024 * 1024  # S3 parts must be >= 5 MiB except the last
+
+
+def s3_client_from_settings(settings: Settings) -> Any:
+    """A boto3 client using boto3's own credential chain (env, profile, instance role)."""
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.aws_endpoint_url,
+        region_name=settings.aws_region,
+        config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5),
+    )
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, ClientError):
+        info = error.response.get("Error", {})
+        return f"{info.get('Code', 'error')}: {info.get('Message', '')}".strip()
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+@dataclass(frozen=True)
+class WrittenObject:
+    key: str
+    bytes: int
+    sha256: str
+
+
+class ObjectStore:
+    """One bucket."""
+
+    def __init__(self, client: Any, bucket: str) -> None:
+        self.client = client
+        self.bucket = bucket
+
+    def _fail(self, action: str, key: str, error: BaseException) -> StorageError:
+        return StorageError(f"cannot {action} s3://{self.bucket}/{key}: {_describe(error)}")
+
+    def put_bytes(
+        self, key: str, body: bytes, content_type: str = "application/octet-stream"
+    ) -> WrittenObject:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+        except (BotoCoreError, ClientError) as error:
+            raise self._fail("write", key, error) from error
+        return WrittenObject(key, len(body), hashlib.sha256(body).hexdigest())
+
+    def put_json(self, key: str, document: Any) -> WrittenObject:
+        body = json.dumps(document, indent=1, sort_keys=True).encode()
+        return self.put_bytes(key, body, "application/json")
+
+    def get_bytes(self, key: str) -> bytes | None:
+        """The object's bytes, or None when it does not exist."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            body: bytes = response["Body"].read()
+            return body
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise self._fail("read", key, error) from error
+        except BotoCoreError as error:
+            raise self._fail("read", key, error) from error
+
+    def get_json(self, key: str) -> Any | None:
+        body = self.get_bytes(key)
+        return None if body is None else json.loads(body)
+
+    def keys(self, prefix: str, start_after: str = "") -> Iterator[str]:
+        """Keys under `prefix` in lexicographic order, after `start_after`."""
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix, StartAfter=start_after)
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield item["Key"]
+        except (BotoCoreError, ClientError) as error:
+            raise self._fail("list", prefix, error) from error
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except (BotoCoreError, ClientError) as error:
+            raise self._fail("delete", key, error) from error
+
+    def check_bucket(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError) as error:
+            raise StorageError(
+                f"bucket s3://{self.bucket} is not usable: {_describe(error)}"
+            ) from error
+
+    def writer(self, key: str, content_type: str) -> StreamingWriter:
+        return StreamingWriter(self, key, content_type)
+
+
+class StreamingWriter:
+    """Write a large object in parts; it becomes visible only when complete.
+
+    Small objects (under one part) are a single PUT. On error the multipart upload is
+    aborted, so no partial object is ever visible.
+    """
+
+    def __init__(self, store: ObjectStore, key: str, content_type: str) -> None:
+        self.store = store
+        self.key = key
+        self.content_type = content_type
+        self._buffer = bytearray()
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self.result: WrittenObject | None = None
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._buffer += data
+        self._digest.update(data)
+        self._size += len(data)
+        if len(self._buffer) >= PART_SIZE:
+            self._upload_part(bytes(self._buffer[:PART_SIZE]))
+            del self._buffer[:PART_SIZE]
+
+    def _upload_part(self, body: bytes) -> None:
+        client, bucket = self.store.client, self.store.bucket
+        try:
+            if self._upload_id is None:
+                created = client.create_multipart_upload(
+                    Bucket=bucket, Key=self.key, ContentType=self.content_type
+                )
+                self._upload_id = created["UploadId"]
+            number = len(self._parts) + 1
+            part = client.upload_part(
+                Bucket=bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=body
+            )
+            self._parts.append({"PartNumber": number, "ETag": part["ETag"]})
+        except (BotoCoreError, ClientError) as error:
+            raise self.store._fail("upload part of", self.key, error) from error
+
+    def close(self) -> WrittenObject:
+        if self._upload_id is None:
+            self.store.put_bytes(self.key, bytes(self._buffer), self.content_type)
+        else:
+            if self._buffer:
+                self._upload_part(bytes(self._buffer))
+            try:
+                self.store.client.complete_multipart_upload(
+                    Bucket=self.store.bucket,
+                    Key=self.key,
+                    UploadId=self._upload_id,
+                    MultipartUpload={"Parts": self._parts},
+                )
+            except (BotoCoreError, ClientError) as error:
+                raise self.store._fail("complete", self.key, error) from error
+        self._buffer.clear()
+        self.result = WrittenObject(self.key, self._size, self._digest.hexdigest())
+        return self.result
+
+    def abort(self) -> None:
+        if self._upload_id is not None:
+            # best effort: a bucket lifecycle rule removes uploads left incomplete
+            with contextlib.suppress(BotoCoreError, ClientError):
+                self.store.client.abort_multipart_upload(
+                    Bucket=self.store.bucket, Key=self.key, UploadId=self._upload_id
+                )
+        self._buffer.clear()
+
+    def __enter__(self) -> StreamingWriter:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()

@@ -1,0 +1,76 @@
+"""`python -m etl`: the command-line contract other tools drive."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from deploy.local.stack import StackEndpoints
+from etl.config import Settings
+from tests.conftest import REPO_ROOT
+
+
+def run_etl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "etl", *args],
+        cwd=REPO_ROOT,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def env_for(stack: StackEndpoints, settings: Settings) -> dict[str, str]:
+    return {
+        **stack.as_env(),
+        "TOTESYS_DB_URL": settings.totesys_db_url.reveal(),  # type: ignore[union-attr]
+        "INGESTION_BUCKET": settings.ingestion_bucket,
+    }
+
+
+def test_ingest_then_status(stack: StackEndpoints, settings: Settings) -> None:
+    env = env_for(stack, settings)
+
+    ingest = run_etl(env, "ingest")
+    again = run_etl(env, "ingest")
+    status = run_etl(env, "status")
+
+    assert ingest.returncode == 0, ingest.stderr
+    assert "sales_order=" in ingest.stdout and "manifest s3://" in ingest.stdout
+    assert "0 rows (no changes)" in again.stdout
+    assert status.returncode == 0, status.stderr
+    assert "watermarks (last_updated):" in status.stdout
+    assert status.stdout.count(" rows=") == 2
+    assert settings.totesys_db_url.reveal() not in ingest.stdout + ingest.stderr  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"TOTESYS_TABLES": "payment,payment;DROP TABLE staff"},
+            "error: unknown table(s) 'payment;DROP TABLE staff'",
+        ),
+        ({"TOTESYS_DB_URL": ""}, "error: missing setting(s): TOTESYS_DB_URL"),
+        (
+            {"INGEST_OVERLAP_SECONDS": "soon"},
+            "error: INGEST_OVERLAP_SECONDS must be a number of seconds",
+        ),
+        (
+            {"TOTESYS_DB_URL": "postgresql://postgres:pw@127.0.0.1:1/totesys"},
+            "error: cannot connect to totesys",
+        ),
+        ({"INGESTION_BUCKET": "no-such-bucket-xyz"}, "error: cannot read s3://no-such-bucket-xyz/"),
+    ],
+)
+def test_bad_input_is_one_clear_line(
+    stack: StackEndpoints, settings: Settings, change: dict[str, str], message: str
+) -> None:
+    result = run_etl({**env_for(stack, settings), **change}, "ingest")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
