@@ -1,7 +1,8 @@
 """The main job on the embedded local default: `python -m deploy.demo` (`make demo`).
 
-Starts the local stack in its own state directory, creates and seeds totesys, lets the
-simulated business run for a day, prints what the database holds, and stops the stack so
+Starts the local stack in its own state directory, creates and seeds totesys, runs the
+pipeline's stages that exist so far (ingest), lets the simulated business run for a day,
+runs them again to show the incremental batch, prints what happened, and stops the stack so
 nothing is left running. Later stages of the pipeline extend this job.
 """
 
@@ -18,6 +19,8 @@ import psycopg
 from deploy.local.stack import StackEndpoints, local_stack
 from deploy.totesys.seed import SeedPlan, seed_totesys, table_counts
 from deploy.totesys.simulate import SimulationPlan, clock_now, simulate
+from etl.config import Settings
+from etl.ingest import IngestResult, ingest
 
 DEMO_STATE_DIR = Path(".local/demo")
 
@@ -37,6 +40,16 @@ def totesys_summary(endpoints: StackEndpoints) -> str:
     return "\n".join(lines)
 
 
+def batch_summary(result: IngestResult, bucket: str) -> str:
+    tables = result.manifest["tables"]
+    changed = ", ".join(f"{t}={e['rows']:,}" for t, e in tables.items() if e["rows"])
+    seconds = result.manifest["seconds"]
+    return (
+        f"  batch {result.batch_id}: {result.rows:,} rows in {seconds:.2f}s"
+        f" ({changed or 'no changes'})\n  manifest s3://{bucket}/{result.manifest_key}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.demo", description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0)
@@ -47,12 +60,25 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with local_stack(args.state_dir) as endpoints:
         print(f"local stack up in {time.monotonic() - started:.1f}s ({args.state_dir})")
+        settings = Settings.from_env(endpoints.as_env())
+        s3 = endpoints.s3_client()
+
         seeded = time.monotonic()
         seed_totesys(endpoints.totesys_db_url, SeedPlan(scale=args.scale))
         print(f"totesys seeded at scale {args.scale:g} in {time.monotonic() - seeded:.1f}s:")
         print(totesys_summary(endpoints))
+
+        print("ingest (first run: full extract):")
+        print(batch_summary(ingest(settings, s3), settings.ingestion_bucket))
+
         report = simulate(endpoints.totesys_db_url, SimulationPlan(days=1))
         print(report.summary())
+
+        print("ingest (incremental: only the day's new and changed rows):")
+        print(batch_summary(ingest(settings, s3), settings.ingestion_bucket))
+        print("ingest (again, nothing changed: manifest only, no data files):")
+        print(batch_summary(ingest(settings, s3), settings.ingestion_bucket))
+        print("totesys now:")
         print(totesys_summary(endpoints))
     print("local stack stopped; nothing left running")
     return 0

@@ -1,0 +1,32 @@
+"""The README's main command runs end to end and leaves nothing running."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from deploy.local.processes import is_alive
+from tests.conftest import REPO_ROOT
+
+
+def test_demo_runs_the_pipeline_and_stops_the_stack(tmp_path: Path) -> None:
+    state = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "deploy.demo", "--scale", "0.02", "--state-dir", str(state)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "totesys seeded at scale 0.02" in out
+    assert "sales_order" in out and "224" in out  # 11,175 x 0.02
+    assert out.count("manifest s3://totesys-ingestion/_manifests/") == 3
+    assert "0 rows" in out and "(no changes)" in out
+    assert out.rstrip().endswith("local stack stopped; nothing left running")
+    pids = json.loads((state / "stack.json").read_text())
+    assert not any(is_alive(pids[name]) for name in ("pg_pid", "s3_pid", "smtp_pid"))
