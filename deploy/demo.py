@@ -1,7 +1,7 @@
 """The main job on the embedded local default: `python -m deploy.demo` (`make demo`).
 
 Starts the local stack in its own state directory, creates and seeds totesys, runs the
-pipeline's stages that exist so far (ingest), lets the simulated business run for a day,
+pipeline's stages that exist so far (ingest, transform), lets the simulated business run for a day,
 runs them again to show the incremental batch, prints what happened, and stops the stack so
 nothing is left running. Later stages of the pipeline extend this job.
 """
@@ -21,6 +21,7 @@ from deploy.totesys.seed import SeedPlan, seed_totesys, table_counts
 from deploy.totesys.simulate import SimulationPlan, clock_now, simulate
 from etl.config import Settings
 from etl.ingest import IngestResult, ingest
+from etl.transform.batch import transform_pending
 
 DEMO_STATE_DIR = Path(".local/demo")
 
@@ -50,6 +51,17 @@ def batch_summary(result: IngestResult, bucket: str) -> str:
     )
 
 
+def cycle(settings: Settings, s3: object, title: str) -> None:
+    """One pass of every stage that exists, printed."""
+    print(f"{title}:")
+    print(batch_summary(ingest(settings, s3), settings.ingestion_bucket))
+    for result in transform_pending(settings, s3):
+        rows = (
+            ", ".join(f"{table}={n:,}" for table, n in result.rows.items()) or "nothing to change"
+        )
+        print(f"  transform -> s3://{settings.processed_bucket}: {rows}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.demo", description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0)
@@ -68,16 +80,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"totesys seeded at scale {args.scale:g} in {time.monotonic() - seeded:.1f}s:")
         print(totesys_summary(endpoints))
 
-        print("ingest (first run: full extract):")
-        print(batch_summary(ingest(settings, s3), settings.ingestion_bucket))
+        cycle(settings, s3, "first cycle (full extract)")
 
         report = simulate(endpoints.totesys_db_url, SimulationPlan(days=1))
         print(report.summary())
 
-        print("ingest (incremental: only the day's new and changed rows):")
-        print(batch_summary(ingest(settings, s3), settings.ingestion_bucket))
-        print("ingest (again, nothing changed: manifest only, no data files):")
-        print(batch_summary(ingest(settings, s3), settings.ingestion_bucket))
+        cycle(settings, s3, "next cycle (incremental: only the day's new and changed rows)")
+        cycle(settings, s3, "again with nothing changed (manifest only, no data files)")
         print("totesys now:")
         print(totesys_summary(endpoints))
     print("local stack stopped; nothing left running")

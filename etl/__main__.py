@@ -1,4 +1,4 @@
-"""python -m etl ingest|status  (transform, load, run and init-warehouse follow)
+"""python -m etl ingest|transform|status  (load, run and init-warehouse follow)
 
 Configured by the environment (TOTESYS_DB_URL, WAREHOUSE_DB_URL, INGESTION_BUCKET,
 PROCESSED_BUCKET, AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, credentials through boto3's own
@@ -22,6 +22,7 @@ from etl.logs import configure_cli_logging
 from etl.status import ingestion_status
 from etl.storage import ObjectStore, s3_client_from_settings
 from etl.tables import select_tables
+from etl.transform.batch import transform_pending
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     ingest_cmd.add_argument(
         "--batch-ts", type=datetime.fromisoformat, help="batch timestamp (tz-aware)"
+    )
+    transform_cmd = commands.add_parser(
+        "transform", help="remodel pending ingestion batches into parquet"
+    )
+    transform_cmd.add_argument(
+        "--batch-id", help="transform pending batches up to and including this one"
     )
     commands.add_parser("status", help="watermarks and the latest batches")
     return parser
@@ -73,6 +80,15 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
                 )
                 print(f"batch {result.batch_id}: {result.rows} rows ({changed})")
                 print(f"manifest s3://{settings.ingestion_bucket}/{result.manifest_key}")
+        elif args.command == "transform":
+            transformed = transform_pending(
+                settings, s3_client_from_settings(settings), args.batch_id
+            )
+            for batch in transformed:
+                rows = ", ".join(f"{t}={n}" for t, n in batch.rows.items()) or "no changes"
+                print(f"batch {batch.batch_id}: {rows}")
+            if not transformed:
+                print("no ingestion batch waiting to be transformed")
         elif args.command == "status":
             settings.require("ingestion_bucket")
             store = ObjectStore(s3_client_from_settings(settings), settings.ingestion_bucket)

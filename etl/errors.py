@@ -27,3 +27,7 @@ def one_line(error: BaseException) -> str:
     """The first meaningful line of a driver error, without its multi-line detail."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[-1] if lines else type(error).__name__
+
+
+class DataError(EtlError):
+    """Values break a rule of the warehouse (an unknown currency, a NULL it cannot hold)."""

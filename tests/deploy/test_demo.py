@@ -27,6 +27,8 @@ def test_demo_runs_the_pipeline_and_stops_the_stack(tmp_path: Path) -> None:
     assert "sales_order" in out and "224" in out  # 11,175 x 0.02
     assert out.count("manifest s3://totesys-ingestion/_manifests/") == 3
     assert "0 rows" in out and "(no changes)" in out
+    assert out.count("transform -> s3://totesys-processed:") == 3
+    assert "fact_payment=" in out and "dim_date=" in out
     assert out.rstrip().endswith("local stack stopped; nothing left running")
     pids = json.loads((state / "stack.json").read_text())
     assert not any(is_alive(pids[name]) for name in ("pg_pid", "s3_pid", "smtp_pid"))

@@ -21,20 +21,9 @@ from etl.errors import SchemaDriftError, SourceUnavailableError
 from etl.ingest import IngestResult, ingest, load_state
 from etl.storage import ObjectStore
 from etl.tables import ALL_TABLES, SOURCE_TABLES
+from tests.faults import InjectedCrash, crash_at
 
 Row = tuple[Any, ...]
-
-
-class InjectedCrash(Exception):
-    pass
-
-
-def crash_at(step_name: str) -> Any:
-    def hook(step: str) -> None:
-        if step == step_name:
-            raise InjectedCrash(step)
-
-    return hook
 
 
 def source_rows(url: str, table: str) -> set[Row]:

@@ -28,7 +28,23 @@ def env_for(stack: StackEndpoints, settings: Settings) -> dict[str, str]:
         **stack.as_env(),
         "TOTESYS_DB_URL": settings.totesys_db_url.reveal(),  # type: ignore[union-attr]
         "INGESTION_BUCKET": settings.ingestion_bucket,
+        "PROCESSED_BUCKET": settings.processed_bucket,
     }
+
+
+def test_ingest_then_transform(stack: StackEndpoints, settings: Settings) -> None:
+    env = env_for(stack, settings)
+    assert run_etl(env, "ingest").returncode == 0
+
+    transform = run_etl(env, "transform")
+    again = run_etl(env, "transform")
+
+    assert transform.returncode == 0, transform.stderr
+    assert "fact_sales_order=" in transform.stdout and "dim_date=" in transform.stdout
+    assert again.stdout.strip() == "no ingestion batch waiting to be transformed"
+    unknown = run_etl(env, "transform", "--batch-id", "20200101T000000000000Z")
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith("error: no ingestion batch 20200101T000000000000Z")
 
 
 def test_ingest_then_status(stack: StackEndpoints, settings: Settings) -> None:

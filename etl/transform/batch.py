@@ -1,0 +1,205 @@
+"""Transform ingestion batches, in order, into the processed bucket.
+
+    <warehouse_table>/year=YYYY/month=MM/day=DD/<warehouse_table>-<batch_id>.parquet
+    _manifests/<batch_id>.json             one per processed batch, written after its files
+    _state/snapshots/<batch_id>/*.parquet  the remodel state after that batch
+    _state/transform.json                  which batch the state belongs to, written last
+
+A processed batch has the id of the ingestion batch it came from. Its state snapshot is
+written under its own prefix before the manifest, so a crash at any point leaves the
+previous state intact: rerunning recomputes the same files (same bytes), and a batch whose
+manifest exists is recovered rather than redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from etl import layout
+from etl.config import Settings
+from etl.csv_format import read_extract
+from etl.errors import EtlError
+from etl.logs import log_event
+from etl.storage import ObjectStore
+from etl.tables import SOURCE_TABLES
+from etl.transform.remodel import FACT_SOURCES, STATEFUL_TABLES, TransformState, remodel
+from etl.warehouse import WAREHOUSE_TABLES
+
+logger = logging.getLogger("etl.transform")
+
+STATE_KEY = "_state/transform.json"
+SNAPSHOT_PREFIX = "_state/snapshots/"
+StepHook = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TransformResult:
+    batch_id: str
+    manifest_key: str
+    manifest: dict[str, Any]
+
+    @property
+    def rows(self) -> dict[str, int]:
+        return {table: int(entry["rows"]) for table, entry in self.manifest["tables"].items()}
+
+
+def output_key(table: str, batch_id: str) -> str:
+    ts = layout.batch_ts_of(batch_id)
+    return f"{table}/year={ts:%Y}/month={ts:%m}/day={ts:%d}/{table}-{batch_id}.parquet"
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def _read_parquet(store: ObjectStore, key: str) -> pa.Table | None:
+    body = store.get_bytes(key)
+    return None if body is None else pq.read_table(io.BytesIO(body))
+
+
+def _snapshot_names() -> list[str]:
+    return [*STATEFUL_TABLES, *(f"emitted_{name}" for name in FACT_SOURCES)]
+
+
+def load_state(processed: ObjectStore) -> tuple[str | None, TransformState]:
+    """(last processed batch id, its remodel state), recovering from a manifest written
+    after the state object was last saved."""
+    document = processed.get_json(STATE_KEY) or {}
+    batch_id = document.get("batch_id")
+    newer = list(
+        processed.keys(layout.MANIFEST_PREFIX, layout.manifest_key(batch_id) if batch_id else "")
+    )
+    if newer:
+        batch_id = layout.batch_id_of_manifest(newer[-1])
+        log_event(logger, "transform_state_recovered_from_manifest", batch_id=batch_id)
+    if batch_id is None:
+        return None, TransformState()
+    tables = {
+        name: _read_parquet(processed, f"{SNAPSHOT_PREFIX}{batch_id}/{name}.parquet")
+        for name in _snapshot_names()
+    }
+    missing = [name for name, table in tables.items() if table is None]
+    if missing:
+        raise EtlError(
+            f"transform state of batch {batch_id} is incomplete: no snapshot {', '.join(missing)}"
+        )
+    current = {name: tables[name] for name in STATEFUL_TABLES}
+    emitted = {name: tables[f"emitted_{name}"] for name in FACT_SOURCES}
+    return batch_id, TransformState(current, emitted)
+
+
+def read_batch(ingestion: ObjectStore, manifest: dict[str, Any]) -> dict[str, pa.Table]:
+    batch: dict[str, pa.Table] = {}
+    for name, entry in manifest["tables"].items():
+        if name not in SOURCE_TABLES:
+            raise EtlError(
+                f"ingestion manifest {manifest['batch_id']} names unknown table {name!r}"
+            )
+        if entry["file"] is None:
+            continue
+        body = ingestion.get_bytes(entry["file"])
+        if body is None:
+            raise EtlError(
+                f"s3://{ingestion.bucket}/{entry['file']} is listed in its manifest but missing"
+            )
+        source = f"s3://{ingestion.bucket}/{entry['file']}"
+        batch[name] = read_extract(body, SOURCE_TABLES[name], source)
+        if hashlib.sha256(body).hexdigest() != entry["sha256"]:
+            raise EtlError(
+                f"{source} does not match the sha256 in its manifest (changed after ingestion)"
+            )
+    return batch
+
+
+def transform_batch(
+    ingestion: ObjectStore,
+    processed: ObjectStore,
+    manifest: dict[str, Any],
+    state: TransformState,
+    previous_batch_id: str | None,
+    step: StepHook,
+) -> tuple[TransformResult, TransformState]:
+    started = time.perf_counter()
+    batch_id = manifest["batch_id"]
+    outputs, state_after = remodel(read_batch(ingestion, manifest), state)
+    written: list[str] = []
+    try:
+        tables = {}
+        for name in WAREHOUSE_TABLES:
+            if name not in outputs:
+                continue
+            key = output_key(name, batch_id)
+            obj = processed.put_bytes(key, _parquet_bytes(outputs[name]))
+            written.append(key)
+            tables[name] = {"rows": outputs[name].num_rows, "file": key, "bytes": obj.bytes, "sha256": obj.sha256,
+                            "columns": outputs[name].column_names}  # fmt: skip
+        step("data_written")
+        snapshots = {
+            **state_after.current,
+            **{f"emitted_{n}": t for n, t in state_after.emitted.items()},
+        }
+        for name, table in snapshots.items():
+            processed.put_bytes(
+                f"{SNAPSHOT_PREFIX}{batch_id}/{name}.parquet", _parquet_bytes(table)
+            )
+        step("state_snapshot_written")
+    except BaseException:
+        for key in written:  # tidy: unreferenced files are invisible anyway
+            processed.delete(key)
+        raise
+    document = {
+        "batch_id": batch_id,
+        "ingestion_manifest": layout.manifest_key(batch_id),
+        "previous_batch_id": previous_batch_id,
+        "tables": tables,
+        "finished_at": datetime.now(UTC).isoformat(),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    manifest_key = layout.manifest_key(batch_id)
+    processed.put_json(manifest_key, document)
+    step("manifest_written")
+    processed.put_json(STATE_KEY, {"batch_id": batch_id})
+    step("state_written")
+    if previous_batch_id:
+        for key in list(processed.keys(f"{SNAPSHOT_PREFIX}{previous_batch_id}/")):
+            processed.delete(key)
+    log_event(logger, "batch_transformed", batch_id=batch_id, rows=sum(t["rows"] for t in tables.values()),
+              seconds=document["seconds"])  # fmt: skip
+    return TransformResult(batch_id, manifest_key, document), state_after
+
+
+def transform_pending(
+    settings: Settings, s3_client: Any, up_to: str | None = None, on_step: StepHook | None = None
+) -> list[TransformResult]:
+    """Transform every ingestion batch not processed yet, oldest first (up to `up_to`)."""
+    settings.require("ingestion_bucket", "processed_bucket")
+    ingestion = ObjectStore(s3_client, settings.ingestion_bucket)
+    processed = ObjectStore(s3_client, settings.processed_bucket)
+    step = on_step or (lambda _: None)
+    batch_id, state = load_state(processed)
+    if up_to is not None and ingestion.get_json(layout.manifest_key(up_to)) is None:
+        raise EtlError(f"no ingestion batch {up_to} in s3://{settings.ingestion_bucket}")
+    after = layout.manifest_key(batch_id) if batch_id else ""
+    results = []
+    for key in ingestion.keys(layout.MANIFEST_PREFIX, start_after=after):
+        next_id = layout.batch_id_of_manifest(key)
+        if up_to is not None and next_id > up_to:
+            break
+        manifest = ingestion.get_json(key)
+        assert manifest is not None
+        result, state = transform_batch(ingestion, processed, manifest, state, batch_id, step)
+        results.append(result)
+        batch_id = next_id
+    return results
