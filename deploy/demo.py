@@ -1,9 +1,9 @@
 """The main job on the embedded local default: `python -m deploy.demo` (`make demo`).
 
-Starts the local stack in its own state directory, creates and seeds totesys, runs the
-pipeline's stages that exist so far (ingest, transform), lets the simulated business run for a day,
-runs them again to show the incremental batch, prints what happened, and stops the stack so
-nothing is left running. Later stages of the pipeline extend this job.
+Starts the local stack in its own state directory, creates and seeds totesys, creates the
+warehouse, runs a full cycle (ingest -> transform -> load), lets the simulated business run
+for a day, runs the incremental cycle and an empty one, prints what each stage did and
+what the warehouse holds, and stops the stack so nothing is left running.
 """
 
 from __future__ import annotations
@@ -13,15 +13,20 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from deploy.local.stack import StackEndpoints, local_stack
 from deploy.totesys.seed import SeedPlan, seed_totesys, table_counts
 from deploy.totesys.simulate import SimulationPlan, clock_now, simulate
 from etl.config import Settings
-from etl.ingest import IngestResult, ingest
-from etl.transform.batch import transform_pending
+from etl.freshness import measure
+from etl.ingest import IngestResult
+from etl.load.loader import init_warehouse
+from etl.pipeline import run_cycle
+from etl.warehouse import WAREHOUSE_TABLES
 
 DEMO_STATE_DIR = Path(".local/demo")
 
@@ -41,25 +46,44 @@ def totesys_summary(endpoints: StackEndpoints) -> str:
     return "\n".join(lines)
 
 
+def warehouse_summary(endpoints: StackEndpoints, settings: Settings) -> str:
+    lines = []
+    with psycopg.connect(endpoints.warehouse_db_url) as conn:
+        for name in WAREHOUSE_TABLES:
+            row = conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name))
+            ).fetchone()
+            lines.append(f"  {name:<21} {row[0] if row else 0:>10,}")
+    fresh = measure(settings)
+    lines.append(f"  newest source change in the warehouse: {fresh.warehouse_newest}")
+    lines.append(f"  behind source by {fresh.lag}")
+    return "\n".join(lines)
+
+
 def batch_summary(result: IngestResult, bucket: str) -> str:
     tables = result.manifest["tables"]
     changed = ", ".join(f"{t}={e['rows']:,}" for t, e in tables.items() if e["rows"])
     seconds = result.manifest["seconds"]
     return (
-        f"  batch {result.batch_id}: {result.rows:,} rows in {seconds:.2f}s"
+        f"  ingest: batch {result.batch_id}: {result.rows:,} rows in {seconds:.2f}s"
         f" ({changed or 'no changes'})\n  manifest s3://{bucket}/{result.manifest_key}"
     )
 
 
-def cycle(settings: Settings, s3: object, title: str) -> None:
-    """One pass of every stage that exists, printed."""
+def cycle(settings: Settings, s3: Any, title: str) -> None:
+    """One full cycle (ingest, transform, load), printed."""
     print(f"{title}:")
-    print(batch_summary(ingest(settings, s3), settings.ingestion_bucket))
-    for result in transform_pending(settings, s3):
-        rows = (
-            ", ".join(f"{table}={n:,}" for table, n in result.rows.items()) or "nothing to change"
-        )
+    result = run_cycle(settings, s3)
+    print(batch_summary(result.ingested, settings.ingestion_bucket))
+    for transformed in result.transformed:
+        rows = ", ".join(f"{t}={n:,}" for t, n in transformed.rows.items()) or "nothing to change"
         print(f"  transform -> s3://{settings.processed_bucket}: {rows}")
+    for loaded in result.loaded:
+        counts = loaded.tables.items()
+        inserted = ", ".join(f"{t}=+{c['inserted']:,}" for t, c in counts if c["inserted"])
+        updated = ", ".join(f"{t}~{c['updated']:,}" for t, c in counts if c["updated"])
+        changes = "; ".join(part for part in (inserted, updated) if part) or "no changes"
+        print(f"  load -> warehouse in {loaded.seconds:.2f}s: {changes}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,16 +103,18 @@ def main(argv: list[str] | None = None) -> int:
         seed_totesys(endpoints.totesys_db_url, SeedPlan(scale=args.scale))
         print(f"totesys seeded at scale {args.scale:g} in {time.monotonic() - seeded:.1f}s:")
         print(totesys_summary(endpoints))
+        print(init_warehouse(settings))
 
         cycle(settings, s3, "first cycle (full extract)")
-
         report = simulate(endpoints.totesys_db_url, SimulationPlan(days=1))
         print(report.summary())
-
         cycle(settings, s3, "next cycle (incremental: only the day's new and changed rows)")
         cycle(settings, s3, "again with nothing changed (manifest only, no data files)")
+
         print("totesys now:")
         print(totesys_summary(endpoints))
+        print("warehouse now:")
+        print(warehouse_summary(endpoints, settings))
     print("local stack stopped; nothing left running")
     return 0
 

@@ -1,9 +1,9 @@
-"""python -m etl ingest|transform|status  (load, run and init-warehouse follow)
+"""python -m etl ingest|transform|load|run|init-warehouse|status
 
 Configured by the environment (TOTESYS_DB_URL, WAREHOUSE_DB_URL, INGESTION_BUCKET,
 PROCESSED_BUCKET, AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, credentials through boto3's own
-chain, INGEST_OVERLAP_SECONDS, TOTESYS_TABLES); flags override. Exit 0 on success,
-otherwise 1 with a one-line error on stderr.
+chain, INGEST_OVERLAP_SECONDS, TOTESYS_TABLES, WAREHOUSE_SCHEMA, WAREHOUSE_NAME_MAP); flags
+override. Exit 0 on success, otherwise 1 with a one-line error on stderr.
 """
 
 from __future__ import annotations
@@ -14,41 +14,50 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
 
 from etl.config import Settings
-from etl.errors import EtlError
-from etl.ingest import ingest
+from etl.errors import EtlError, one_line
+from etl.freshness import measure
+from etl.ingest import IngestResult, ingest
+from etl.load import ledger
+from etl.load.loader import LoadResult, connect_warehouse, init_warehouse, load_pending
 from etl.logs import configure_cli_logging
-from etl.status import ingestion_status
+from etl.pipeline import run_cycle
+from etl.status import describe_delay, ingestion_status, pending_load, pending_transform
 from etl.storage import ObjectStore, s3_client_from_settings
 from etl.tables import select_tables
-from etl.transform.batch import transform_pending
+from etl.transform.batch import TransformResult, transform_pending
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m etl", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log each step to stderr")
     commands = parser.add_subparsers(dest="command", required=True)
-    ingest_cmd = commands.add_parser(
-        "ingest", help="extract changed rows of totesys to the ingestion bucket"
-    )
-    ingest_cmd.add_argument("--tables", help="comma-separated subset of the 11 tables")
-    ingest_cmd.add_argument(
-        "--full-refresh", action="store_true", help="ignore the watermarks of these tables"
-    )
-    ingest_cmd.add_argument(
-        "--overlap-seconds", type=float, help="re-read window behind each watermark"
-    )
-    ingest_cmd.add_argument(
-        "--batch-ts", type=datetime.fromisoformat, help="batch timestamp (tz-aware)"
-    )
+    for name, text in (("ingest", "extract changed rows of totesys to the ingestion bucket"),
+                       ("run", "one full cycle: ingest, transform, load")):  # fmt: skip
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--tables", help="comma-separated subset of the 11 tables")
+        command.add_argument(
+            "--full-refresh", action="store_true", help="ignore the watermarks of these tables"
+        )
+        command.add_argument(
+            "--overlap-seconds", type=float, help="re-read window behind each watermark"
+        )
+        command.add_argument(
+            "--batch-ts", type=datetime.fromisoformat, help="batch timestamp (tz-aware)"
+        )
     transform_cmd = commands.add_parser(
         "transform", help="remodel pending ingestion batches into parquet"
     )
     transform_cmd.add_argument(
         "--batch-id", help="transform pending batches up to and including this one"
     )
-    commands.add_parser("status", help="watermarks and the latest batches")
+    commands.add_parser("load", help="load every processed batch not loaded yet into the warehouse")
+    commands.add_parser("init-warehouse", help="create the warehouse schema where none exists")
+    commands.add_parser("status", help="watermarks, latest batches, pending work and freshness")
     return parser
 
 
@@ -61,40 +70,97 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
     return settings
 
 
+def print_ingest(result: IngestResult, settings: Settings) -> None:
+    if result.skipped_reason:
+        print(f"batch {result.batch_id}: nothing to do ({result.skipped_reason})")
+        return
+    tables = result.manifest["tables"]
+    changed = ", ".join(f"{t}={v['rows']}" for t, v in tables.items() if v["rows"]) or "no changes"
+    print(f"batch {result.batch_id}: {result.rows} rows ({changed})")
+    print(f"manifest s3://{settings.ingestion_bucket}/{result.manifest_key}")
+
+
+def print_transform(results: list[TransformResult]) -> None:
+    for batch in results:
+        rows = ", ".join(f"{t}={n}" for t, n in batch.rows.items()) or "no changes"
+        print(f"transformed {batch.batch_id}: {rows}")
+    if not results:
+        print("no ingestion batch waiting to be transformed")
+
+
+def print_load(results: list[LoadResult]) -> None:
+    for batch in results:
+        inserted = ", ".join(
+            f"{t}=+{c['inserted']}" for t, c in batch.tables.items() if c["inserted"]
+        )
+        updated = ", ".join(f"{t}~{c['updated']}" for t, c in batch.tables.items() if c["updated"])
+        detail = "; ".join(part for part in (inserted, updated) if part) or "no changes"
+        print(f"loaded {batch.batch_id} in {batch.seconds:.2f}s: {detail}")
+    if not results:
+        print("no processed batch waiting to be loaded")
+
+
+def status_lines(settings: Settings, s3: Any) -> list[str]:
+    settings.require("ingestion_bucket")
+    ingestion = ObjectStore(s3, settings.ingestion_bucket)
+    lines = ingestion_status(ingestion)
+    if settings.processed_bucket:
+        processed = ObjectStore(s3, settings.processed_bucket)
+        waiting = pending_transform(ingestion, processed)
+        lines.append(
+            f"pending transform: {len(waiting)} batch(es) {' '.join(waiting[:5])}".rstrip()
+        )
+        if settings.warehouse_db_url:
+            with connect_warehouse(settings) as conn:
+                ledger.ensure_ledger(conn)
+                last = ledger.last_loaded(conn)
+            queued = pending_load(processed, last)
+            lines.append(f"last loaded batch: {last or '-'}")
+            lines.append(f"pending load: {len(queued)} batch(es) {' '.join(queued[:5])}".rstrip())
+    if settings.totesys_db_url and settings.warehouse_db_url:
+        try:
+            fresh = measure(settings)
+        except EtlError as error:
+            lines.append(f"freshness: unknown ({error})")
+            return lines
+        shown = (
+            fresh.warehouse_newest.isoformat(sep=" ", timespec="milliseconds")
+            if fresh.warehouse_newest
+            else "-"
+        )
+        lines.append(
+            f"freshness: newest change in warehouse {shown}; behind source by {describe_delay(fresh.lag)}"
+        )
+    return lines
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_cli_logging(args.verbose)
     try:
         settings = settings_from(args, os.environ if env is None else env)
+        if args.command == "init-warehouse":
+            print(init_warehouse(settings))
+            return 0
+        s3 = s3_client_from_settings(settings)
         if args.command == "ingest":
-            result = ingest(
-                settings, s3_client_from_settings(settings), args.batch_ts, args.full_refresh
-            )
-            if result.skipped_reason:
-                print(f"batch {result.batch_id}: nothing to do ({result.skipped_reason})")
-            else:
-                tables = result.manifest["tables"]
-                changed = (
-                    ", ".join(f"{t}={v['rows']}" for t, v in tables.items() if v["rows"])
-                    or "no changes"
-                )
-                print(f"batch {result.batch_id}: {result.rows} rows ({changed})")
-                print(f"manifest s3://{settings.ingestion_bucket}/{result.manifest_key}")
+            print_ingest(ingest(settings, s3, args.batch_ts, args.full_refresh), settings)
         elif args.command == "transform":
-            transformed = transform_pending(
-                settings, s3_client_from_settings(settings), args.batch_id
-            )
-            for batch in transformed:
-                rows = ", ".join(f"{t}={n}" for t, n in batch.rows.items()) or "no changes"
-                print(f"batch {batch.batch_id}: {rows}")
-            if not transformed:
-                print("no ingestion batch waiting to be transformed")
+            print_transform(transform_pending(settings, s3, args.batch_id))
+        elif args.command == "load":
+            print_load(load_pending(settings, s3))
+        elif args.command == "run":
+            cycle = run_cycle(settings, s3, args.batch_ts, args.full_refresh)
+            print_ingest(cycle.ingested, settings)
+            print_transform(cycle.transformed)
+            print_load(cycle.loaded)
         elif args.command == "status":
-            settings.require("ingestion_bucket")
-            store = ObjectStore(s3_client_from_settings(settings), settings.ingestion_bucket)
-            print("\n".join(ingestion_status(store)))
+            print("\n".join(status_lines(settings, s3)))
     except EtlError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except psycopg.Error as error:  # a database fault no stage anticipated: still one line
+        print(f"error: database: {one_line(error)}", file=sys.stderr)
         return 1
     return 0
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from etl.errors import ConfigError
+from etl.load.names import IDENTIFIER, WarehouseNames
 from etl.tables import ALL_TABLES, select_tables
 
 DEFAULT_OVERLAP = timedelta(minutes=15)
@@ -53,6 +54,10 @@ class Settings:
     aws_region: str = DEFAULT_REGION
     overlap: timedelta = DEFAULT_OVERLAP  # how far behind the watermark each extract re-reads
     tables: tuple[str, ...] = ALL_TABLES  # subset of the allow-list to extract
+    warehouse_schema: str = "public"  # schema of the warehouse tables
+    warehouse_names: WarehouseNames = field(
+        default_factory=WarehouseNames
+    )  # prepared-warehouse names
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -69,6 +74,9 @@ class Settings:
                 f"INGEST_OVERLAP_SECONDS must be a number of seconds: {error}"
             ) from None
         tables = env.get("TOTESYS_TABLES", "")
+        schema = env.get("WAREHOUSE_SCHEMA", "").strip() or "public"
+        if not IDENTIFIER.match(schema):
+            raise ConfigError(f"WAREHOUSE_SCHEMA {schema!r} is not a plain identifier")
         return cls(
             totesys_db_url=secret("TOTESYS_DB_URL"),
             warehouse_db_url=secret("WAREHOUSE_DB_URL"),
@@ -78,6 +86,8 @@ class Settings:
             aws_region=env.get("AWS_DEFAULT_REGION", "").strip() or DEFAULT_REGION,
             overlap=overlap,
             tables=select_tables(tables.split(",")) if tables.strip() else ALL_TABLES,
+            warehouse_schema=schema,
+            warehouse_names=WarehouseNames.parse(env.get("WAREHOUSE_NAME_MAP", "")),
         )
 
     def require(self, *names: str) -> None:

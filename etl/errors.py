@@ -24,9 +24,13 @@ class StorageError(EtlError):
 
 
 def one_line(error: BaseException) -> str:
-    """The first meaningful line of a driver error, without its multi-line detail."""
+    """A driver error in one line: the server's primary message when there is one (not the
+    query excerpt and caret that follow it), else the first line of the text."""
+    primary = getattr(getattr(error, "diag", None), "message_primary", None)
+    if primary:
+        return str(primary)
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
+    return lines[0] if lines else type(error).__name__
 
 
 class DataError(EtlError):

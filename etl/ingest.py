@@ -23,8 +23,8 @@ from typing import Any
 import psycopg
 
 from etl import layout
-from etl.config import Secret, Settings, describe_url
-from etl.errors import SourceUnavailableError, one_line
+from etl.config import Settings
+from etl.database import connect
 from etl.extract import TableExtract, check_source_columns, extract_table
 from etl.logs import log_event
 from etl.storage import ObjectStore
@@ -49,18 +49,6 @@ class IngestResult:
     @property
     def rows(self) -> int:
         return sum(int(t["rows"]) for t in self.manifest.get("tables", {}).values())
-
-
-def connect_source(
-    url: Secret | None, purpose: str = "totesys"
-) -> psycopg.Connection[tuple[Any, ...]]:
-    assert url is not None
-    try:
-        return psycopg.connect(url.reveal(), connect_timeout=10, application_name="totesys-etl")
-    except psycopg.OperationalError as error:
-        raise SourceUnavailableError(
-            f"cannot connect to {purpose} at {describe_url(url)}: {one_line(error)}"
-        ) from None
 
 
 def load_state(store: ObjectStore) -> IngestState:
@@ -106,7 +94,7 @@ def ingest(
     started = time.perf_counter()
     extracts: dict[str, TableExtract] = {}
     bookmarks = dict(state.bookmarks)
-    with connect_source(settings.totesys_db_url) as conn:
+    with connect(settings.totesys_db_url, "totesys") as conn:
         conn.read_only = True
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         with conn.transaction():

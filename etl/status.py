@@ -33,3 +33,35 @@ def ingestion_status(store: ObjectStore, batches: int = 5) -> list[str]:
             f"  {layout.batch_id_of_manifest(key)} rows={rows} seconds={manifest.get('seconds')}"
         )
     return lines
+
+
+def pending_transform(ingestion: ObjectStore, processed: ObjectStore) -> list[str]:
+    """Ingestion batches the transform has not processed yet."""
+    from etl.transform.batch import STATE_KEY  # local: keeps `status` light when only ingesting
+
+    done = (processed.get_json(STATE_KEY) or {}).get("batch_id")
+    after = layout.manifest_key(done) if done else ""
+    processed_after = {
+        layout.batch_id_of_manifest(k) for k in processed.keys(layout.MANIFEST_PREFIX, after)
+    }
+    return [
+        batch
+        for batch in map(layout.batch_id_of_manifest, ingestion.keys(layout.MANIFEST_PREFIX, after))
+        if batch not in processed_after
+    ]
+
+
+def pending_load(processed: ObjectStore, last_loaded: str | None) -> list[str]:
+    after = layout.manifest_key(last_loaded) if last_loaded else ""
+    return [layout.batch_id_of_manifest(k) for k in processed.keys(layout.MANIFEST_PREFIX, after)]
+
+
+def describe_delay(delay: timedelta | None) -> str:
+    if delay is None:
+        return "-"
+    seconds = int(delay.total_seconds())
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h" if seconds < 172800 else f"{seconds // 86400}d"

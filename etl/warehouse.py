@@ -95,3 +95,36 @@ FACTS: tuple[WarehouseTable, ...] = (
 
 # Dims before facts: the warehouse's foreign keys hold at every commit.
 WAREHOUSE_TABLES: dict[str, WarehouseTable] = {t.name: t for t in (*DIMENSIONS, *FACTS)}
+
+# PostgreSQL types of spec/warehouse.sql: numeric(10,2) only on fact_sales_order.unit_price,
+# plain numeric on the other amounts, varchar without length everywhere.
+_PG_TYPES = {pa.int32(): "int", pa.string(): "varchar", pa.date32(): "date", TIME: "time",
+             pa.bool_(): "boolean"}  # fmt: skip
+_PG_TYPE_OVERRIDES = {("fact_sales_order", "unit_price"): "numeric(10, 2)"}
+
+
+def postgres_type(table: str, field: pa.Field) -> str:
+    if (table, field.name) in _PG_TYPE_OVERRIDES:
+        return _PG_TYPE_OVERRIDES[(table, field.name)]
+    if pa.types.is_decimal(field.type):
+        return "numeric"
+    return _PG_TYPES[field.type]
+
+
+# The ERD's Ref lines: (fact, column) -> (dimension, key).
+FOREIGN_KEYS: tuple[tuple[str, str, str, str], ...] = (
+    *((f, c, "dim_date", "date_id") for f in ("fact_sales_order", "fact_purchase_orders")
+      for c in ("created_date", "last_updated_date", "agreed_payment_date", "agreed_delivery_date")),
+    *(("fact_payment", c, "dim_date", "date_id") for c in ("created_date", "last_updated_date", "payment_date")),
+    ("fact_sales_order", "sales_staff_id", "dim_staff", "staff_id"),
+    ("fact_purchase_orders", "staff_id", "dim_staff", "staff_id"),
+    *((f, "counterparty_id", "dim_counterparty", "counterparty_id") for f in
+      ("fact_sales_order", "fact_purchase_orders", "fact_payment")),
+    *((f, "currency_id", "dim_currency", "currency_id") for f in
+      ("fact_sales_order", "fact_purchase_orders", "fact_payment")),
+    ("fact_sales_order", "design_id", "dim_design", "design_id"),
+    ("fact_sales_order", "agreed_delivery_location_id", "dim_location", "location_id"),
+    ("fact_purchase_orders", "agreed_delivery_location_id", "dim_location", "location_id"),
+    ("fact_payment", "transaction_id", "dim_transaction", "transaction_id"),
+    ("fact_payment", "payment_type_id", "dim_payment_type", "payment_type_id"),
+)  # fmt: skip

@@ -29,6 +29,8 @@ def test_demo_runs_the_pipeline_and_stops_the_stack(tmp_path: Path) -> None:
     assert "0 rows" in out and "(no changes)" in out
     assert out.count("transform -> s3://totesys-processed:") == 3
     assert "fact_payment=" in out and "dim_date=" in out
+    assert out.count("load -> warehouse") == 3
+    assert "warehouse now:" in out and "behind source by 0:00:00" in out
     assert out.rstrip().endswith("local stack stopped; nothing left running")
     pids = json.loads((state / "stack.json").read_text())
     assert not any(is_alive(pids[name]) for name in ("pg_pid", "s3_pid", "smtp_pid"))

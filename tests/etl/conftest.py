@@ -40,8 +40,16 @@ def source_url(make_database: Callable[[str], str]) -> str:
 
 
 @pytest.fixture
-def settings(stack: StackEndpoints, source_url: str, new_bucket: Callable[[str], str]) -> Settings:
-    env = {**stack.as_env(), "TOTESYS_DB_URL": source_url}
+def warehouse_url(make_database: Callable[[str], str]) -> str:
+    """An empty database for a warehouse."""
+    return make_database("warehouse")
+
+
+@pytest.fixture
+def settings(
+    stack: StackEndpoints, source_url: str, warehouse_url: str, new_bucket: Callable[[str], str]
+) -> Settings:
+    env = {**stack.as_env(), "TOTESYS_DB_URL": source_url, "WAREHOUSE_DB_URL": warehouse_url}
     base = Settings.from_env(env)
     return replace(
         base, ingestion_bucket=new_bucket("ingestion"), processed_bucket=new_bucket("processed")

@@ -29,6 +29,7 @@ def env_for(stack: StackEndpoints, settings: Settings) -> dict[str, str]:
         "TOTESYS_DB_URL": settings.totesys_db_url.reveal(),  # type: ignore[union-attr]
         "INGESTION_BUCKET": settings.ingestion_bucket,
         "PROCESSED_BUCKET": settings.processed_bucket,
+        "WAREHOUSE_DB_URL": settings.warehouse_db_url.reveal(),  # type: ignore[union-attr]
     }
 
 
@@ -47,20 +48,33 @@ def test_ingest_then_transform(stack: StackEndpoints, settings: Settings) -> Non
     assert unknown.stderr.startswith("error: no ingestion batch 20200101T000000000000Z")
 
 
-def test_ingest_then_status(stack: StackEndpoints, settings: Settings) -> None:
+def test_ingest_status_init_run_status(stack: StackEndpoints, settings: Settings) -> None:
     env = env_for(stack, settings)
 
     ingest = run_etl(env, "ingest")
     again = run_etl(env, "ingest")
-    status = run_etl(env, "status")
+    before = run_etl(env, "status")
+    init = run_etl(env, "init-warehouse")
+    run = run_etl(env, "run")
+    after = run_etl(env, "status")
 
     assert ingest.returncode == 0, ingest.stderr
     assert "sales_order=" in ingest.stdout and "manifest s3://" in ingest.stdout
     assert "0 rows (no changes)" in again.stdout
-    assert status.returncode == 0, status.stderr
-    assert "watermarks (last_updated):" in status.stdout
-    assert status.stdout.count(" rows=") == 2
-    assert settings.totesys_db_url.reveal() not in ingest.stdout + ingest.stderr  # type: ignore[union-attr]
+    assert before.returncode == 0, before.stderr
+    assert "watermarks (last_updated):" in before.stdout
+    assert before.stdout.count(" rows=") == 2
+    assert "pending transform: 2 batch(es)" in before.stdout
+    assert "freshness: unknown (warehouse: relation" in before.stdout
+    assert init.stdout.strip() == "warehouse created: 8 dimensions, 3 facts, version indexes"
+    assert run.returncode == 0, run.stderr
+    assert "loaded " in run.stdout and "fact_payment=+" in run.stdout
+    assert "pending transform: 0 batch(es)" in after.stdout
+    assert "pending load: 0 batch(es)" in after.stdout
+    assert "behind source by 0s" in after.stdout
+    everything = "".join(r.stdout + r.stderr for r in (ingest, again, before, init, run, after))
+    assert settings.totesys_db_url.reveal() not in everything  # type: ignore[union-attr]
+    assert stack.pg_password not in everything
 
 
 @pytest.mark.parametrize(

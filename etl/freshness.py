@@ -1,0 +1,79 @@
+"""How far the warehouse is behind the source, measured on the data itself.
+
+The newest source change the warehouse holds is the latest (last_updated_date,
+last_updated_time) across the three facts; the source's newest is the latest
+`last_updated` of their source tables. `lag` is the difference (zero when caught up),
+`age` is how long ago, by the wall clock, the warehouse's newest change happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import psycopg
+from psycopg import sql
+
+from etl.config import Settings
+from etl.database import connect
+from etl.errors import EtlError, one_line
+from etl.load.target import Target
+from etl.warehouse import FACTS
+
+SOURCE_FACT_TABLES = ("sales_order", "purchase_order", "payment")
+
+
+@dataclass(frozen=True)
+class Freshness:
+    source_newest: datetime | None
+    warehouse_newest: datetime | None
+
+    @property
+    def lag(self) -> timedelta | None:
+        if self.source_newest is None or self.warehouse_newest is None:
+            return None
+        return max(self.source_newest - self.warehouse_newest, timedelta(0))
+
+    def age(self, now: datetime) -> timedelta | None:
+        return None if self.warehouse_newest is None else now - self.warehouse_newest
+
+
+def warehouse_newest(settings: Settings) -> datetime | None:
+    target = Target(settings.warehouse_schema, settings.warehouse_names)
+    parts = [
+        sql.SQL("SELECT max({d} + {t}) FROM {table}").format(
+            d=target.column(f.name, "last_updated_date"),
+            t=target.column(f.name, "last_updated_time"),
+            table=target.table(f.name),
+        )
+        for f in FACTS
+    ]
+    query = sql.SQL("SELECT max(m) FROM ({}) AS newest(m)").format(
+        sql.SQL(" UNION ALL ").join(parts)
+    )
+    with connect(settings.warehouse_db_url, "the warehouse") as conn:
+        try:
+            row = conn.execute(query).fetchone()
+        except psycopg.errors.UndefinedTable as error:
+            raise EtlError(
+                f"warehouse: {one_line(error)}; run init-warehouse or set WAREHOUSE_NAME_MAP"
+            ) from None
+    return None if row is None else row[0]
+
+
+def source_newest(settings: Settings) -> datetime | None:
+    parts = [
+        sql.SQL("SELECT max(last_updated) FROM {}").format(sql.Identifier(t))
+        for t in SOURCE_FACT_TABLES
+    ]
+    query = sql.SQL("SELECT max(m) FROM ({}) AS newest(m)").format(
+        sql.SQL(" UNION ALL ").join(parts)
+    )
+    with connect(settings.totesys_db_url, "totesys") as conn:
+        row = conn.execute(query).fetchone()
+    return None if row is None else row[0]
+
+
+def measure(settings: Settings) -> Freshness:
+    settings.require("totesys_db_url", "warehouse_db_url")
+    return Freshness(source_newest(settings), warehouse_newest(settings))

@@ -1,0 +1,1 @@
+"""Load processed batches into a prepared Postgres warehouse, exactly once."""

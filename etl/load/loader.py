@@ -1,0 +1,234 @@
+"""Load processed batches, oldest first, each in one transaction with its ledger row.
+
+Per table: COPY the batch's parquet (as CSV, streamed a record batch at a time) into a
+temporary staging table, then one set-based statement: dimensions upserted on their
+natural id (rows that did not change are not rewritten), facts inserted where their
+(source id, last_updated) version is not already present. Dimensions go first, so the
+warehouse's foreign keys hold at every commit. A failure anywhere rolls the whole batch
+back; the next load retries it and ends exactly as if nothing had failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from psycopg import sql
+
+from etl import layout
+from etl.config import Settings
+from etl.database import connect
+from etl.errors import EtlError, one_line
+from etl.load import ledger
+from etl.load.target import Target
+from etl.logs import log_event
+from etl.storage import ObjectStore
+from etl.warehouse import WAREHOUSE_TABLES, WarehouseTable
+
+logger = logging.getLogger("etl.load")
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+StepHook = Callable[[str], None]
+COPY_CHUNK_ROWS = 65_536
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    batch_id: str
+    tables: dict[str, dict[str, int]]
+    seconds: float
+
+
+def stage(
+    conn: Connection, target: Target, table: WarehouseTable, data: pa.Table
+) -> sql.Identifier:
+    """A temporary copy of the target's columns holding this batch's rows."""
+    staging = sql.Identifier(f"stage_{table.name}")
+    conn.execute(
+        sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+            staging, target.columns(table), target.table(table.name)
+        )
+    )
+    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, HEADER true)").format(
+        staging, target.columns(table)
+    )
+    with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+        for index, chunk in enumerate(data.to_batches(max_chunksize=COPY_CHUNK_ROWS)):
+            buffer = io.BytesIO()
+            pacsv.write_csv(chunk, buffer, pacsv.WriteOptions(include_header=index == 0))
+            copy.write(buffer.getvalue())
+    return staging
+
+
+def upsert_dimension(
+    conn: Connection, target: Target, table: WarehouseTable, staging: sql.Identifier
+) -> dict[str, int]:
+    key = [target.column(table.name, c) for c in table.key]
+    values = [c for c in table.columns if c not in table.key]
+    changed = sql.SQL("({}) IS DISTINCT FROM ({})").format(
+        sql.SQL(", ").join(sql.SQL("t.{}").format(target.column(table.name, c)) for c in values),
+        sql.SQL(", ").join(
+            sql.SQL("EXCLUDED.{}").format(target.column(table.name, c)) for c in values
+        ),
+    )
+    statement = sql.SQL(
+        "INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM {staging} ORDER BY {key}"
+        " ON CONFLICT ({key}) DO UPDATE SET {assign} WHERE {changed}"
+        " RETURNING (xmax = 0) AS inserted"
+    ).format(
+        target=target.table(table.name),
+        cols=target.columns(table),
+        staging=staging,
+        key=sql.SQL(", ").join(key),
+        assign=sql.SQL(", ").join(
+            sql.SQL("{0} = EXCLUDED.{0}").format(target.column(table.name, c)) for c in values
+        ),
+        changed=changed,
+    )
+    flags = [row[0] for row in conn.execute(statement).fetchall()]
+    return {"inserted": sum(flags), "updated": len(flags) - sum(flags)}
+
+
+def insert_new_versions(
+    conn: Connection, target: Target, table: WarehouseTable, staging: sql.Identifier
+) -> dict[str, int]:
+    match = sql.SQL(" AND ").join(
+        sql.SQL("t.{0} = s.{0}").format(target.column(table.name, c)) for c in table.key
+    )
+    statement = sql.SQL(
+        "INSERT INTO {target} ({cols}) SELECT {s_cols} FROM {staging} AS s"
+        " WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {match}) ORDER BY {s_key}"
+    ).format(
+        target=target.table(table.name),
+        cols=target.columns(table),
+        s_cols=sql.SQL(", ").join(
+            sql.SQL("s.{}").format(target.column(table.name, c)) for c in table.columns
+        ),
+        staging=staging,
+        match=match,
+        s_key=sql.SQL(", ").join(
+            sql.SQL("s.{}").format(target.column(table.name, c)) for c in table.key
+        ),
+    )
+    return {"inserted": conn.execute(statement).rowcount, "updated": 0}
+
+
+def read_processed(processed: ObjectStore, entry: dict[str, Any]) -> pa.Table:
+    """A processed file, checked against the sha256 its manifest recorded."""
+    body = processed.get_bytes(entry["file"])
+    source = f"s3://{processed.bucket}/{entry['file']}"
+    if body is None:
+        raise EtlError(f"{source} is listed in its manifest but missing")
+    if hashlib.sha256(body).hexdigest() != entry["sha256"]:
+        raise EtlError(
+            f"{source} does not match the sha256 in its manifest (changed after transform)"
+        )
+    return pq.read_table(io.BytesIO(body))
+
+
+def load_batch(
+    conn: Connection,
+    target: Target,
+    processed: ObjectStore,
+    manifest: dict[str, Any],
+    step: StepHook,
+) -> LoadResult | None:
+    """Load one processed batch in one transaction; None if it was loaded before."""
+    started = time.perf_counter()
+    batch_id = manifest["batch_id"]
+    tables: dict[str, dict[str, int]] = {}
+    current = "the ledger"
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (ledger.LOCK_KEY,))
+            if ledger.is_loaded(conn, batch_id):
+                return None
+            for name, table in WAREHOUSE_TABLES.items():  # dims first, then facts
+                entry = manifest["tables"].get(name)
+                if entry is None:
+                    continue
+                current = name
+                data = read_processed(processed, entry)
+                staging = stage(conn, target, table, data)
+                merge = upsert_dimension if table.kind == "dim" else insert_new_versions
+                tables[name] = {"staged": data.num_rows, **merge(conn, target, table, staging)}
+                step(f"table:{name}")
+            current = "the ledger"
+            seconds = time.perf_counter() - started
+            ledger.record(conn, batch_id, seconds, tables)
+            step("ledger_written")
+    except psycopg.Error as error:
+        raise EtlError(
+            f"loading batch {batch_id} into {current} failed, rolled back: {one_line(error)}"
+        ) from error
+    log_event(logger, "batch_loaded", batch_id=batch_id,
+              inserted=sum(t["inserted"] for t in tables.values()), seconds=seconds)  # fmt: skip
+    return LoadResult(batch_id, tables, seconds)
+
+
+def connect_warehouse(settings: Settings) -> Connection:
+    return connect(settings.warehouse_db_url, "the warehouse")
+
+
+def load_pending(
+    settings: Settings, s3_client: Any, on_step: StepHook | None = None
+) -> list[LoadResult]:
+    """Load every processed batch not in the ledger yet, oldest first."""
+    settings.require("warehouse_db_url", "processed_bucket")
+    step = on_step or (lambda _: None)
+    processed = ObjectStore(s3_client, settings.processed_bucket)
+    target = Target(settings.warehouse_schema, settings.warehouse_names)
+    results = []
+    with connect_warehouse(settings) as conn:
+        for warning in target.check(conn):
+            log_event(logger, "warehouse_warning", logging.WARNING, detail=warning)
+        conn.commit()
+        ledger.ensure_ledger(conn)
+        last = ledger.last_loaded(conn)
+        conn.commit()
+        start_after = layout.manifest_key(last) if last else ""
+        for key in processed.keys(layout.MANIFEST_PREFIX, start_after=start_after):
+            manifest = processed.get_json(key)
+            assert manifest is not None
+            result = load_batch(conn, target, processed, manifest, step)
+            if result is not None:
+                results.append(result)
+    return results
+
+
+def init_warehouse(settings: Settings) -> str:
+    """Create the warehouse schema where none exists; leave a prepared one alone."""
+    settings.require("warehouse_db_url")
+    target = Target(settings.warehouse_schema, settings.warehouse_names)
+    with connect_warehouse(settings) as conn:
+        existing = target.existing_tables(conn)
+        expected = {settings.warehouse_names.table(t) for t in WAREHOUSE_TABLES}
+        if existing == expected:
+            target.check(conn)
+            message = "warehouse already has its 11 tables; left as it is"
+        elif existing:
+            missing = ", ".join(sorted(expected - existing))
+            raise EtlError(
+                f"warehouse is partly there (missing {missing}); refusing to guess, create them by hand"
+            )
+        else:
+            with conn.transaction():
+                conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                        sql.Identifier(settings.warehouse_schema)
+                    )
+                )
+                for statement in target.create_ddl():
+                    conn.execute(statement)
+            message = "warehouse created: 8 dimensions, 3 facts, version indexes"
+        ledger.ensure_ledger(conn)
+    return message
