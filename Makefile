@@ -12,7 +12,7 @@ SCALE  ?= 1
 DAYS   ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint typecheck pytest up down status seed simulate clean
+.PHONY: help install demo test lint typecheck pytest up down status seed simulate airflow clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ seed: install ## Create and seed totesys on the running stack (SCALE=1)
 
 simulate: install ## Advance the totesys clock (DAYS=1)
 	$(PY) -m deploy.local simulate --days $(DAYS)
+
+airflow: install ## Airflow UI on localhost:8080 running the DAG against the local stack
+	$(PY) -m deploy.local airflow
 
 clean: ## Remove the venv, caches and local stack state
 	-$(PY) -m deploy.local down 2>/dev/null

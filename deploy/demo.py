@@ -1,9 +1,12 @@
 """The main job on the embedded local default: `python -m deploy.demo` (`make demo`).
 
 Starts the local stack in its own state directory, creates and seeds totesys, creates the
-warehouse, runs a full cycle (ingest -> transform -> load), lets the simulated business run
-for a day, runs the incremental cycle and an empty one, prints what each stage did and
-what the warehouse holds, and stops the stack so nothing is left running.
+warehouse and runs the `totesys_etl` DAG end to end with `airflow dags test` (ingest ->
+sensor -> transform -> load -> freshness). Then the simulated business runs for a day and
+an address shared by counterparties is edited, the DAG runs again, and the summary shows
+the rows per warehouse table, the changed rows found in the warehouse and the seconds from
+change to warehouse. The stack is stopped at the end, so nothing is left running.
+`--without-airflow` runs the same cycles through `python -m etl`'s code path instead.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ import argparse
 import shutil
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from deploy.local.airflow import airflow_env, dags_test, migrate
 from deploy.local.stack import StackEndpoints, local_stack
 from deploy.totesys.seed import SeedPlan, seed_totesys, table_counts
 from deploy.totesys.simulate import SimulationPlan, clock_now, simulate
@@ -86,10 +91,51 @@ def cycle(settings: Settings, s3: Any, title: str) -> None:
         print(f"  load -> warehouse in {loaded.seconds:.2f}s: {changes}")
 
 
+def edit_shared_address(endpoints: StackEndpoints) -> tuple[int, list[int]]:
+    """What a tutor might do mid-cohort: change an address several counterparties use."""
+    with psycopg.connect(endpoints.totesys_db_url) as conn:
+        row = conn.execute(
+            "SELECT legal_address_id, array_agg(counterparty_id ORDER BY counterparty_id) FROM counterparty"
+            " GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT 1"
+        ).fetchone()
+        assert row is not None
+        conn.execute(
+            "UPDATE address SET address_line_1 = '1 Demo Quay', last_updated = ("
+            "SELECT max(last_updated) FROM payment) + interval '1 second' WHERE address_id = %s",
+            (row[0],),
+        )
+    return int(row[0]), list(row[1])
+
+
+def changes_found(endpoints: StackEndpoints, address_id: int) -> str:
+    with psycopg.connect(endpoints.warehouse_db_url) as conn:
+        location = conn.execute(
+            "SELECT address_line_1 FROM dim_location WHERE location_id = %s", (address_id,)
+        ).fetchone()
+        moved = conn.execute(
+            "SELECT array_agg(counterparty_id ORDER BY counterparty_id) FROM dim_counterparty"
+            " WHERE counterparty_legal_address_line_1 = '1 Demo Quay'"
+        ).fetchone()
+    line_1 = location[0] if location else None
+    on_it = moved[0] if moved else []
+    return f"dim_location {address_id} -> {line_1!r}; dim_counterparty on it: {on_it}"
+
+
+def run_dag(env: dict[str, str], logical_date: datetime) -> None:
+    started = time.monotonic()
+    run = dags_test(env, logical_date.isoformat(), {"force_load": True})
+    states = " ".join(f"{task}={state}" for task, state in run.task_states.items())
+    print(f"  airflow dags test totesys_etl {logical_date:%Y-%m-%dT%H:%M}: "
+          f"{'success' if run.succeeded else 'FAILED'} in {time.monotonic() - started:.0f}s ({states})")  # fmt: skip
+    if not run.succeeded:
+        raise SystemExit("the DAG run failed:\n" + run.output[-4000:])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.demo", description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--state-dir", type=Path, default=DEMO_STATE_DIR)
+    parser.add_argument("--without-airflow", action="store_true", help="run cycles without Airflow")
     args = parser.parse_args(argv)
     shutil.rmtree(args.state_dir, ignore_errors=True)  # a demo always starts from scratch
 
@@ -105,11 +151,29 @@ def main(argv: list[str] | None = None) -> int:
         print(totesys_summary(endpoints))
         print(init_warehouse(settings))
 
-        cycle(settings, s3, "first cycle (full extract)")
-        report = simulate(endpoints.totesys_db_url, SimulationPlan(days=1))
-        print(report.summary())
-        cycle(settings, s3, "next cycle (incremental: only the day's new and changed rows)")
-        cycle(settings, s3, "again with nothing changed (manifest only, no data files)")
+        if args.without_airflow:
+            cycle(settings, s3, "first cycle (full extract)")
+            report = simulate(endpoints.totesys_db_url, SimulationPlan(days=1))
+            print(report.summary())
+            cycle(settings, s3, "next cycle (incremental: only the day's new and changed rows)")
+            cycle(settings, s3, "again with nothing changed (manifest only, no data files)")
+        else:
+            env = airflow_env(endpoints, (args.state_dir / "airflow").resolve())
+            migrate(env)
+            now = datetime.now(UTC).replace(second=0, microsecond=0)
+            boundary = now - timedelta(minutes=now.minute % 15)
+            print("first DAG run (full extract):")
+            run_dag(env, boundary - timedelta(minutes=15))
+            print(simulate(endpoints.totesys_db_url, SimulationPlan(days=1)).summary())
+            address_id, counterparties = edit_shared_address(endpoints)
+            print(
+                f"edited address {address_id}, the legal address of counterparties {counterparties}"
+            )
+            changed = time.monotonic()
+            print("next DAG run (incremental):")
+            run_dag(env, boundary)
+            print(f"change to warehouse: {time.monotonic() - changed:.0f}s")
+            print(f"changed rows found in the warehouse: {changes_found(endpoints, address_id)}")
 
         print("totesys now:")
         print(totesys_summary(endpoints))

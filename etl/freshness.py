@@ -77,3 +77,48 @@ def source_newest(settings: Settings) -> datetime | None:
 def measure(settings: Settings) -> Freshness:
     settings.require("totesys_db_url", "warehouse_db_url")
     return Freshness(source_newest(settings), warehouse_newest(settings))
+
+
+@dataclass(frozen=True)
+class FreshnessCheck:
+    """The oldest source change still missing from the warehouse, and whether it has waited
+    longer than the threshold. Source timestamps are naive; they are read as UTC."""
+
+    oldest_missing: datetime | None
+    waited: timedelta | None
+    threshold: timedelta
+
+    @property
+    def breached(self) -> bool:
+        return self.waited is not None and self.waited > self.threshold
+
+    def describe(self) -> str:
+        if self.oldest_missing is None:
+            return "fresh: every source change is in the warehouse"
+        verdict = "BREACH" if self.breached else "ok"
+        return (
+            f"{verdict}: the oldest source change not in the warehouse ({self.oldest_missing}) has waited "
+            f"{self.waited}, threshold {self.threshold}"
+        )
+
+
+def oldest_missing(settings: Settings, newest_loaded: datetime | None) -> datetime | None:
+    """The earliest last_updated in the source newer than anything the warehouse holds."""
+    floor = sql.SQL("WHERE last_updated > %(floor)s") if newest_loaded else sql.SQL("")
+    parts = [
+        sql.SQL("SELECT min(last_updated) FROM {} {}").format(sql.Identifier(t), floor)
+        for t in SOURCE_FACT_TABLES
+    ]
+    query = sql.SQL("SELECT min(m) FROM ({}) AS oldest(m)").format(
+        sql.SQL(" UNION ALL ").join(parts)
+    )
+    with connect(settings.totesys_db_url, "totesys") as conn:
+        row = conn.execute(query, {"floor": newest_loaded} if newest_loaded else None).fetchone()
+    return None if row is None else row[0]
+
+
+def check(settings: Settings, now: datetime, threshold: timedelta) -> FreshnessCheck:
+    """`now` is naive UTC, like the source's timestamps."""
+    settings.require("totesys_db_url", "warehouse_db_url")
+    missing = oldest_missing(settings, warehouse_newest(settings))
+    return FreshnessCheck(missing, None if missing is None else now - missing, threshold)

@@ -88,7 +88,9 @@ def ingest(
     if state.batch_id is not None and batch_id <= state.batch_id:
         reason = f"covered by the later batch {state.batch_id}"
         log_event(logger, "batch_skipped", batch_id=batch_id, reason=reason)
-        return IngestResult(batch_id, manifest_key, {"batch_id": batch_id, "tables": {}}, reason)
+        # the covering batch holds this interval's changes: callers wait for its manifest
+        covering = layout.manifest_key(state.batch_id)
+        return IngestResult(batch_id, covering, {"batch_id": batch_id, "tables": {}}, reason)
 
     started_at = datetime.now(UTC)
     started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""python -m deploy.local up|down|status|seed|simulate
+"""python -m deploy.local up|down|status|seed|simulate|airflow
 
 Settings come from flags, else the environment (TOTESYS_LOCAL_DIR, LOCAL_PG_PORT,
 LOCAL_S3_PORT, LOCAL_SMTP_PORT, TOTESYS_DB_URL). `seed` and `simulate` act on
@@ -47,7 +47,36 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--rate", type=float, default=1.0, help="multiplies orders per weekday")
     sim.add_argument("--edits-per-weekday", type=float, default=SimulationPlan().edits_per_weekday)
     sim.add_argument("--seed", type=int, default=42)
+    commands.add_parser(
+        "airflow",
+        help="the stack, a seeded totesys and a warehouse, then `airflow standalone` on localhost:8080",
+    )
     return parser
+
+
+def run_airflow_standalone(stack: LocalStack) -> None:
+    """Replace this process with `airflow standalone` wired to the stack (Ctrl-C stops it)."""
+    import psycopg
+
+    from deploy.local.airflow import airflow_env, migrate
+    from deploy.totesys.schema import has_tables
+    from etl.config import Settings
+    from etl.load.loader import init_warehouse
+
+    endpoints = stack.up()
+    with psycopg.connect(endpoints.totesys_db_url) as conn:
+        seeded = has_tables(conn)
+    if not seeded:
+        seed_totesys(endpoints.totesys_db_url, SeedPlan())
+    print(init_warehouse(Settings.from_env(endpoints.as_env())))
+    env = airflow_env(endpoints, stack.state_dir.parent / "airflow", {
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",  # local only: no login page
+        "AIRFLOW__API__PORT": os.environ.get("AIRFLOW__API__PORT", "8080"),
+    })  # fmt: skip
+    migrate(env)
+    print("Airflow UI: http://localhost:8080 (DAG totesys_etl); stop with Ctrl-C, then `make down`")
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    os.execve(airflow, [airflow, "standalone"], env)
 
 
 def print_endpoints(endpoints: StackEndpoints) -> None:
@@ -93,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "simulate":
             plan_sim = SimulationPlan(args.days, args.rate, args.edits_per_weekday, args.seed)
             print(simulate(_source_url(stack), plan_sim).summary())
+        elif args.command == "airflow":
+            run_airflow_standalone(stack)
     except (SeedError, ServiceStartError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

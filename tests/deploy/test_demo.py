@@ -11,10 +11,19 @@ from deploy.local.processes import is_alive
 from tests.conftest import REPO_ROOT
 
 
-def test_demo_runs_the_pipeline_and_stops_the_stack(tmp_path: Path) -> None:
+def test_demo_without_airflow_runs_every_stage_and_stops_the_stack(tmp_path: Path) -> None:
     state = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "deploy.demo", "--scale", "0.02", "--state-dir", str(state)],
+        [
+            sys.executable,
+            "-m",
+            "deploy.demo",
+            "--scale",
+            "0.02",
+            "--state-dir",
+            str(state),
+            "--without-airflow",
+        ],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -32,5 +41,29 @@ def test_demo_runs_the_pipeline_and_stops_the_stack(tmp_path: Path) -> None:
     assert out.count("load -> warehouse") == 3
     assert "warehouse now:" in out and "behind source by 0:00:00" in out
     assert out.rstrip().endswith("local stack stopped; nothing left running")
+    pids = json.loads((state / "stack.json").read_text())
+    assert not any(is_alive(pids[name]) for name in ("pg_pid", "s3_pid", "smtp_pid"))
+
+
+def test_demo_runs_the_dag_twice_and_finds_the_change(tmp_path: Path) -> None:
+    state = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "deploy.demo", "--scale", "0.02", "--state-dir", str(state)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    out = result.stdout
+    assert out.count("airflow dags test totesys_etl") == 2
+    assert out.count(": success in ") == 2
+    assert "freshness=success" in out
+    found = out.split("changed rows found in the warehouse: ")[1].splitlines()[0]
+    assert "'1 Demo Quay'" in found and "dim_counterparty on it: [" in found
+    counterparties = found.split("dim_counterparty on it: ")[1]
+    assert counterparties.count(",") >= 1, "at least two counterparties followed the address edit"
+    assert "behind source by 0:00:00" in out
     pids = json.loads((state / "stack.json").read_text())
     assert not any(is_alive(pids[name]) for name in ("pg_pid", "s3_pid", "smtp_pid"))

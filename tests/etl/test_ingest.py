@@ -174,6 +174,7 @@ def test_replaying_a_batch_changes_nothing(settings: Settings, s3: Any) -> None:
     assert replay.manifest == first.manifest
     assert replay.skipped_reason == "already complete"
     assert older.skipped_reason is not None and "covered by the later batch" in older.skipped_reason
+    assert older.manifest_key == first.manifest_key
     assert data_keys(store) == files
 
 

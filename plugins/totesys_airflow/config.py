@@ -1,0 +1,48 @@
+"""The DAG's own settings: schedules, alert recipients, buckets. Nothing secret lives here;
+credentials come from the connections `totesys_db`, `warehouse_db`, `aws_default` and
+`smtp_default` (Secrets Manager on MWAA)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+PREFIX = "AIRFLOW__TOTESYS__"
+
+
+@dataclass(frozen=True)
+class DagConfig:
+    ingest_schedule: str = "*/5 * * * *"  # cron: how often a batch is extracted
+    load_every_minutes: int = 15  # load runs when a run's interval ends on a multiple of this
+    freshness_threshold_minutes: int = 30  # alert when a source change waited longer
+    alert_emails: tuple[str, ...] = ("data-team@terrifictotes.com",)
+    alert_from: str = "totesys-airflow@terrifictotes.com"
+    ingestion_bucket: str = "totesys-ingestion"
+    processed_bucket: str = "totesys-processed"
+    overlap_seconds: float = 900.0
+    warehouse_schema: str = "public"
+    warehouse_name_map: str = ""
+    retries: int = 3
+    retry_delay_seconds: int = 30
+    task_timeout_minutes: int = 20
+
+    @property
+    def freshness_threshold(self) -> timedelta:
+        return timedelta(minutes=self.freshness_threshold_minutes)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> DagConfig:
+        """Each field from AIRFLOW__TOTESYS__<FIELD>, else its default."""
+        values: dict[str, object] = {}
+        for name, default in cls.__dataclass_fields__.items():
+            raw = env.get(PREFIX + name.upper())
+            if raw is None or raw.strip() == "":
+                continue
+            kind = type(getattr(cls(), name))
+            if kind is tuple:
+                values[name] = tuple(part.strip() for part in raw.split(",") if part.strip())
+            else:
+                values[name] = kind(raw.strip())
+            del default
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,123 @@
+"""The DAG run for real with `airflow dags test` against the local stack."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from deploy.local.airflow import DagTestRun, airflow_env, dags_test
+from deploy.local.stack import StackEndpoints
+from deploy.totesys.seed import SeedPlan, seed_totesys
+from deploy.totesys.simulate import SimulationPlan, simulate
+from etl.config import Settings
+from etl.load.loader import init_warehouse
+from tests.etl.load import warehouse_rows
+from tests.warehouse_expectations import Row, calendar, current_dimensions, current_fact_versions
+
+FORCE_LOAD = {"force_load": True}
+
+
+def run_succeeded(run: DagTestRun) -> bool:
+    return run.succeeded
+
+
+@pytest.fixture(scope="module")
+def seeded(airflow_stack: StackEndpoints) -> Settings:
+    seed_totesys(airflow_stack.totesys_db_url, SeedPlan(scale=0.05), replace=True)
+    settings = Settings.from_env(airflow_stack.as_env())
+    init_warehouse(settings)
+    return settings
+
+
+def new_messages(stack: StackEndpoints, seen: int) -> list[Any]:
+    return stack.messages()[seen:]
+
+
+def test_runs_end_to_end_and_the_warehouse_equals_the_sql_expectation(
+    airflow_stack: StackEndpoints, airflow_home: Path, seeded: Settings
+) -> None:
+    env = airflow_env(airflow_stack, airflow_home)
+    url = airflow_stack.totesys_db_url
+    mails = len(airflow_stack.messages())
+
+    first = dags_test(env, "2026-11-28T10:15:00+00:00", FORCE_LOAD)
+    assert run_succeeded(first), first.output[-3000:]
+    facts: dict[str, set[Row]] = current_fact_versions(url)
+    simulate(url, SimulationPlan(days=2, edits_per_weekday=3, seed=12))
+    second = dags_test(env, "2026-11-28T10:30:00+00:00", FORCE_LOAD)
+    assert run_succeeded(second), second.output[-3000:]
+    for table, rows in current_fact_versions(url).items():
+        facts[table] |= rows
+
+    for table, expected in current_dimensions(url).items():
+        assert set(warehouse_rows.rows(seeded, table)) == expected, table
+    for table, expected in facts.items():
+        loaded = warehouse_rows.rows(seeded, table)
+        assert len(loaded) == len(set(loaded)) and set(loaded) == expected, table
+    assert set(warehouse_rows.rows(seeded, "dim_date")) == calendar(url, facts)
+    assert new_messages(airflow_stack, mails) == [], "a healthy run sends no email"
+
+    before = warehouse_rows.digest(seeded)
+    replay = dags_test(env, "2026-11-28T10:15:00+00:00", FORCE_LOAD)
+    assert run_succeeded(replay), "re-running a past interval succeeds"
+    assert warehouse_rows.digest(seeded) == before, "and changes nothing"
+
+
+def test_unreachable_source_fails_after_retries_with_one_email_per_failed_task(
+    airflow_stack: StackEndpoints, airflow_home: Path, seeded: Settings
+) -> None:
+    unreachable = json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": 1, "login": "postgres",
+                              "password": "s3cret-never-shown", "schema": "totesys"})  # fmt: skip
+    env = airflow_env(airflow_stack, airflow_home, {
+        "AIRFLOW_CONN_TOTESYS_DB": unreachable,
+        "AIRFLOW__TOTESYS__RETRIES": "1",
+        "AIRFLOW__TOTESYS__RETRY_DELAY_SECONDS": "1",
+    })  # fmt: skip
+    mails = len(airflow_stack.messages())
+
+    result = dags_test(env, "2026-11-28T11:00:00+00:00")
+
+    assert "state=failed" in result.output
+    sent = new_messages(airflow_stack, mails)
+    assert [m["Subject"].split(" failed")[0] for m in sent] == ["[totesys] totesys_etl.ingest"]
+    body = sent[0].get_body().get_content()
+    for field in ("<td>DAG</td><td>totesys_etl", "<td>Task</td><td>ingest", "<td>Run</td><td>manual__",
+                  "<td>Try</td><td>2", "<td>Error</td>", "<td>Log</td>"):  # fmt: skip
+        assert field in body, field
+    assert "SourceUnavailableError: cannot connect to totesys at 127.0.0.1:1/totesys" in body
+    assert "try 2" in sent[0]["Subject"], "the email comes after the retry, not before"
+    assert "s3cret-never-shown" not in body
+    # `airflow dags test` itself logs, at debug level, the values it registers for masking
+    # (MaskSecret messages); nothing else in the output may contain the password.
+    output = [line for line in (result.output).splitlines() if "MaskSecret" not in line]
+    assert not [line for line in output if "s3cret-never-shown" in line]
+
+
+def test_freshness_breach_emails_and_a_fresh_warehouse_does_not(
+    airflow_stack: StackEndpoints, airflow_home: Path, seeded: Settings
+) -> None:
+    env = airflow_env(airflow_stack, airflow_home)
+    url = airflow_stack.totesys_db_url
+    fresh = dags_test(env, "2026-11-28T12:15:00+00:00", FORCE_LOAD)
+    assert run_succeeded(fresh)
+    mails = len(airflow_stack.messages())
+
+    # a change whose last_updated is hours old, and a run off the load interval: not loaded
+    with psycopg.connect(url) as conn:
+        conn.execute("UPDATE payment SET paid = NOT paid, last_updated = now() - interval '2 hours'"
+                     " WHERE payment_id = 1")  # fmt: skip
+    stale = dags_test(env, "2026-11-28T12:20:00+00:00")
+
+    assert "state=failed" in stale.output
+    sent = new_messages(airflow_stack, mails)
+    assert len(sent) == 1
+    assert sent[0]["Subject"].startswith("[totesys] totesys_etl.freshness failed")
+    assert "freshness breach" in sent[0].get_body().get_content()
+
+    caught_up = dags_test(env, "2026-11-28T12:30:00+00:00")
+    assert run_succeeded(caught_up)
+    assert len(new_messages(airflow_stack, mails)) == 1, "no breach, no email"
