@@ -7,12 +7,15 @@ PIP_VERSION := 25.2
 # constraints file is newer, so a second `make install` is a no-op.
 STAMP  := $(VENV)/.installed
 REQS   := requirements/local.txt requirements.txt constraints/mwaa-airflow-3.0.6-constraints.txt
+# A second venv at MWAA's Airflow 3.3.1 pins, where the DAG tests run too.
+COMPAT := .venv-airflow-3.3.1
+COMPAT_STAMP := $(COMPAT)/.installed
 
 SCALE  ?= 1
 DAYS   ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint typecheck pytest up down status seed simulate airflow clean
+.PHONY: help install demo test lint typecheck pytest compat up down status seed simulate airflow clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -31,7 +34,7 @@ install: $(STAMP) ## Create .venv with Airflow 3.0.6 at MWAA's pins plus the pro
 demo: install ## The main job: local stack, seeded totesys, summary (no Docker, no AWS)
 	$(PY) -m deploy.demo --scale $(SCALE)
 
-test: install lint typecheck pytest ## Set up and run every check: ruff, mypy, pytest against real services
+test: install lint typecheck pytest compat ## Set up and run every check: ruff, mypy, pytest, DAG tests on 3.3.1
 
 lint: install ## ruff (style and the import boundaries between etl/, dags/ and deploy/)
 	$(VENV)/bin/ruff check .
@@ -42,6 +45,15 @@ typecheck: install ## mypy, strict on etl/ and deploy/
 
 pytest: install ## pytest only
 	$(PY) -m pytest
+
+$(COMPAT_STAMP): requirements/airflow-3.3.1.txt constraints/mwaa-airflow-3.3.1-constraints.txt
+	$(PYTHON) -m venv $(COMPAT)
+	$(COMPAT)/bin/python -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
+	$(COMPAT)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/airflow-3.3.1.txt
+	@touch $(COMPAT_STAMP)
+
+compat: $(COMPAT_STAMP) ## The DAG and plugin tests on Airflow 3.3.1 (MWAA's newest) in a second venv
+	$(COMPAT)/bin/python -m pytest -p no:cacheprovider tests/dags tests/plugins -m "not slow"
 
 up: install ## Start the local stack (PostgreSQL, moto S3, SMTP sink) and print its settings
 	$(PY) -m deploy.local up
@@ -63,4 +75,4 @@ airflow: install ## Airflow UI on localhost:8080 running the DAG against the loc
 
 clean: ## Remove the venv, caches and local stack state
 	-$(PY) -m deploy.local down 2>/dev/null
-	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(COMPAT) .local .pytest_cache .mypy_cache .ruff_cache

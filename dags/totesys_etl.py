@@ -43,6 +43,12 @@ def _settings(tables: list[str] | None = None):  # type: ignore[no-untyped-def]
     return pipeline_settings(CONFIG, tables)
 
 
+def _batch_time(context) -> datetime:  # type: ignore[no-untyped-def]
+    """The run's interval end; a manual run without a logical date has none, so its run_after."""
+    end = context.get("data_interval_end")
+    return end if end is not None else context["dag_run"].run_after
+
+
 @dag(
     dag_id="totesys_etl",
     schedule=CONFIG.ingest_schedule,
@@ -81,7 +87,7 @@ def totesys_etl() -> None:
 
         context = get_current_context()
         params = context["params"]
-        batch_ts = context["data_interval_end"] or datetime.now(UTC)
+        batch_ts = _batch_time(context)
         with error_kept_for_the_email():
             result = run_ingest(
                 _settings(params["tables"]), s3_client(), batch_ts, params["full_refresh"]
@@ -118,9 +124,9 @@ def totesys_etl() -> None:
     def load_due() -> bool:
         """True when the run's interval ends on a load boundary, or with force_load."""
         context = get_current_context()
-        end = context["data_interval_end"]
-        if context["params"]["force_load"] or end is None:
+        if context["params"]["force_load"]:
             return True
+        end = _batch_time(context)
         return (end.hour * 60 + end.minute) % CONFIG.load_every_minutes == 0
 
     @task

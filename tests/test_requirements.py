@@ -55,3 +55,15 @@ def test_constraints_are_the_spec_copies() -> None:
         spec = SHARED_SPEC / name
         if spec.exists():
             assert (REPO_ROOT / "constraints" / name).read_text() == spec.read_text()
+
+
+def test_compatibility_venv_pins_agree_with_mwaa_3_3_1() -> None:
+    constraints = pins("constraints/mwaa-airflow-3.3.1-constraints.txt")
+    compat = pins("requirements/airflow-3.3.1.txt")
+    disagreeing = {
+        n: (v, constraints[n])
+        for n, v in compat.items()
+        if n in constraints and constraints[n] != v
+    }
+    assert disagreeing == {}
+    assert compat["apache-airflow"] == "3.3.1"

@@ -69,12 +69,16 @@ def run_airflow_standalone(stack: LocalStack) -> None:
     if not seeded:
         seed_totesys(endpoints.totesys_db_url, SeedPlan())
     print(init_warehouse(Settings.from_env(endpoints.as_env())))
+    port = os.environ.get("AIRFLOW__API__PORT", "8080")
     env = airflow_env(endpoints, stack.state_dir.parent / "airflow", {
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",  # local only: no login page
-        "AIRFLOW__API__PORT": os.environ.get("AIRFLOW__API__PORT", "8080"),
+        "AIRFLOW__API__PORT": port,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
     })  # fmt: skip
     migrate(env)
-    print("Airflow UI: http://localhost:8080 (DAG totesys_etl); stop with Ctrl-C, then `make down`")
+    print(
+        f"Airflow UI: http://localhost:{port} (DAG totesys_etl); stop with Ctrl-C, then `make down`"
+    )
     airflow = str(Path(sys.executable).with_name("airflow"))
     os.execve(airflow, [airflow, "standalone"], env)
 

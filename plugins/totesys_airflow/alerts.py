@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk import get_current_context
@@ -24,15 +25,13 @@ BODY = """
   <tr><td>Task</td><td>{{ ti.task_id }}</td></tr>
   <tr><td>Run</td><td>{{ run_id }}</td></tr>
   <tr><td>Try</td><td>{{ ti.try_number }}</td></tr>
-  <tr><td>Error</td><td>{{ (exception if exception is defined
-                             else ti.xcom_pull(task_ids=ti.task_id, key=ERROR_KEY)) | e }}</td></tr>
+  <tr><td>Error</td><td>{{ error | e }}</td></tr>
   <tr><td>Log</td><td><a href="{{ ti.log_url }}">{{ ti.log_url }}</a></td></tr>
 </table>
 """
 
 
 ERROR_KEY = "failure"
-BODY = BODY.replace("ERROR_KEY", repr(ERROR_KEY))
 
 
 @contextmanager
@@ -52,8 +51,34 @@ def error_kept_for_the_email() -> Iterator[None]:
         raise
 
 
+class FailureEmail(SmtpNotifier):
+    """SmtpNotifier whose templates also get `error`: the exception when Airflow passes it
+    to the callback, else the message the task kept in XCom, else a pointer to the log.
+    Never raises while rendering, whichever component runs the callback."""
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        with_error: Any = {**context, "error": failure_text(context)}
+        super().render_template_fields(with_error, jinja_env)
+
+
+def failure_text(context: Any) -> str:
+    exception = context.get("exception")
+    if exception:
+        return (
+            f"{type(exception).__name__}: {exception}"
+            if isinstance(exception, BaseException)
+            else str(exception)
+        )
+    try:
+        ti = context["ti"]
+        kept = ti.xcom_pull(task_ids=ti.task_id, key=ERROR_KEY)
+    except Exception:  # e.g. a callback run where XCom is not reachable
+        kept = None
+    return str(kept) if kept else "not available to the callback; see the task log"
+
+
 def failure_email(config: DagConfig) -> SmtpNotifier:
-    return SmtpNotifier(
+    return FailureEmail(
         to=list(config.alert_emails),
         from_email=config.alert_from,
         smtp_conn_id="smtp_default",
