@@ -15,7 +15,7 @@ SCALE  ?= 1
 DAYS   ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint typecheck pytest compat up down status seed simulate airflow clean
+.PHONY: help install demo test lint typecheck pytest compat up down status seed simulate airflow bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -69,6 +69,9 @@ seed: install ## Create and seed totesys on the running stack (SCALE=1)
 
 simulate: install ## Advance the totesys clock (DAYS=1)
 	$(PY) -m deploy.local simulate --days $(DAYS)
+
+bench: install ## Speed and memory of every stage against raw-COPY limits (SCALE=10)
+	$(PY) -m benchmarks.run --scale $(SCALE)
 
 airflow: install ## Airflow UI on localhost:8080 running the DAG against the local stack
 	$(PY) -m deploy.local airflow
