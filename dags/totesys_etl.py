@@ -87,7 +87,9 @@ def totesys_etl() -> None:
 
         context = get_current_context()
         params = context["params"]
-        batch_ts = _batch_time(context)
+        # a manual full refresh or subset is new work: its own batch, never "already covered"
+        special = params["full_refresh"] or params["tables"]
+        batch_ts = datetime.now(UTC) if special else _batch_time(context)
         with error_kept_for_the_email():
             result = run_ingest(
                 _settings(params["tables"]), s3_client(), batch_ts, params["full_refresh"]

@@ -6,12 +6,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from urllib.parse import urlsplit
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from etl.errors import ConfigError
 from etl.load.names import IDENTIFIER, WarehouseNames
 from etl.tables import ALL_TABLES, select_tables
 
+MALFORMED = "<a URL that does not parse>"
 DEFAULT_OVERLAP = timedelta(minutes=15)
 DEFAULT_REGION = "eu-west-2"
 
@@ -33,13 +36,19 @@ class Secret:
 
 
 def describe_url(url: Secret | None) -> str:
-    """host:port/database of a postgresql:// URL, for messages (no user, no password)."""
+    """host:port/database of a connection URL, for messages: never the user or password,
+    and nothing of a URL that does not parse (its text may hold the password)."""
     if url is None:
         return "<not configured>"
-    parts = urlsplit(url.reveal())
-    host = parts.hostname or "localhost"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{host}{port}{parts.path}"
+    try:
+        parts = conninfo_to_dict(url.reveal())
+    except (psycopg.Error, ValueError):
+        return MALFORMED
+    if any(mark in str(parts.get("dbname", "")) for mark in "@/:"):
+        return MALFORMED  # an unencoded '/' or '@' in the password split the URL elsewhere
+    host = str(parts.get("host") or "localhost")
+    port = f":{parts['port']}" if parts.get("port") else ""
+    return f"{host}{port}/{parts.get('dbname', '')}"
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,11 @@ import psycopg
 from etl import layout
 from etl.config import Settings
 from etl.database import connect
+from etl.errors import ConfigError
 from etl.extract import TableExtract, check_source_columns, extract_table
 from etl.logs import log_event
 from etl.storage import ObjectStore
-from etl.tables import SOURCE_TABLES
+from etl.tables import ALL_TABLES, SOURCE_TABLES
 from etl.watermark import Bookmark, IngestState
 
 logger = logging.getLogger("etl.ingest")
@@ -92,6 +93,12 @@ def ingest(
         covering = layout.manifest_key(state.batch_id)
         return IngestResult(batch_id, covering, {"batch_id": batch_id, "tables": {}}, reason)
 
+    never_extracted = [t for t in ALL_TABLES if t not in state.bookmarks]
+    if never_extracted and set(settings.tables) != set(ALL_TABLES):
+        # facts would reference dimensions the warehouse has never received
+        raise ConfigError(
+            f"the first batch must extract all 11 tables; never extracted: {', '.join(never_extracted)}"
+        )
     started_at = datetime.now(UTC)
     started = time.perf_counter()
     extracts: dict[str, TableExtract] = {}
@@ -100,6 +107,8 @@ def ingest(
         conn.read_only = True
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         with conn.transaction():
+            clock = conn.execute("SELECT localtimestamp").fetchone()
+            source_now = clock[0] if clock else None  # the snapshot's start, source clock
             for name in settings.tables:
                 table = SOURCE_TABLES[name]
                 extra = check_source_columns(conn, table)
@@ -117,8 +126,11 @@ def ingest(
                 )
                 extracts[name] = extract
                 bookmarks[name] = before.advance(
-                    extract.extracted_max, extract.versions_in_overlap, settings.overlap
+                    extract.extracted_max, extract.versions_in_overlap, settings.overlap, source_now
                 )
+                if extract.extracted_max and source_now and extract.extracted_max > source_now:
+                    log_event(logger, "future_dated_rows", logging.WARNING, table=name,
+                              newest=extract.extracted_max, source_now=source_now)  # fmt: skip
                 log_event(
                     logger, "table_extracted", table=name, rows=extract.rows,
                     bytes=extract.written.bytes if extract.written else 0, seconds=extract.seconds,

@@ -28,12 +28,19 @@ class Bookmark:
         return None if self.value is None else self.value - overlap
 
     def advance(
-        self, extracted_max: datetime | None, versions: Iterable[Version], overlap: timedelta
+        self,
+        extracted_max: datetime | None,
+        versions: Iterable[Version],
+        overlap: timedelta,
+        ceiling: datetime | None = None,
     ) -> Bookmark:
-        """After a batch: the highest value seen; window versions pruned to the new window."""
+        """After a batch: the highest value seen, but never past `ceiling` (the source's own
+        clock), so one row dated in the future cannot make every later change look old;
+        window versions pruned to the new window (future-dated ones stay seen)."""
         if extracted_max is None:
             return self
-        value = extracted_max if self.value is None else max(self.value, extracted_max)
+        candidate = extracted_max if ceiling is None else min(extracted_max, ceiling)
+        value = candidate if self.value is None else max(self.value, candidate)
         floor = value - overlap
         seen = frozenset(v for v in (*self.seen, *versions) if v[1] >= floor)
         return Bookmark(value, seen)

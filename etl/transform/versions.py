@@ -36,10 +36,11 @@ def latest_versions(table: pa.Table, key: str) -> pa.Table:
 
 
 def merge_current(current: pa.Table, changes: pa.Table, key: str) -> pa.Table:
-    """The current state after applying `changes` (same schema)."""
+    """The current state after applying `changes` (same schema). On a last_updated tie the
+    change wins: it comes from a later snapshot of the source (the sort is stable)."""
     if changes.num_rows == 0:
         return current
-    return latest_versions(pa.concat_tables([current, changes.cast(current.schema)]), key)
+    return latest_versions(pa.concat_tables([changes.cast(current.schema), current]), key)
 
 
 def distinct_versions(table: pa.Table, key: str) -> pa.Table:

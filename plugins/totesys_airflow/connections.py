@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from airflow.sdk import Connection
 
@@ -15,13 +15,21 @@ from totesys_airflow.config import DagConfig
 
 
 def postgres_url(conn_id: str) -> Secret:
-    """A postgresql:// URL from a Postgres connection (host, port, login, password, schema)."""
+    """A postgresql:// URL from a Postgres connection. Host and port go in the query string,
+    so a socket directory or an IPv6 address works as the host; libpq extras such as
+    sslmode are passed on."""
     conn = Connection.get(conn_id)
     user = quote(conn.login or "", safe="")
     password = f":{quote(conn.password, safe='')}" if conn.password else ""
-    host = conn.host or "localhost"
-    port = f":{conn.port}" if conn.port else ""
-    return Secret(f"postgresql://{user}{password}@{host}{port}/{quote(conn.schema or '', safe='')}")
+    query = {"host": conn.host or "localhost"}
+    if conn.port:
+        query["port"] = str(conn.port)
+    for key in ("sslmode", "sslrootcert", "connect_timeout", "options"):
+        if key in conn.extra_dejson:
+            query[key] = str(conn.extra_dejson[key])
+    return Secret(
+        f"postgresql://{user}{password}@/{quote(conn.schema or '', safe='')}?{urlencode(query, quote_via=quote)}"
+    )
 
 
 def pipeline_settings(config: DagConfig, tables: list[str] | None = None) -> Settings:

@@ -17,7 +17,7 @@ from deploy.totesys.simulate import SimulationPlan, simulate
 from etl import layout
 from etl.config import Secret, Settings
 from etl.csv_format import read_extract
-from etl.errors import SchemaDriftError, SourceUnavailableError
+from etl.errors import ConfigError, SchemaDriftError, SourceUnavailableError
 from etl.ingest import IngestResult, ingest, load_state
 from etl.storage import ObjectStore
 from etl.tables import ALL_TABLES, SOURCE_TABLES
@@ -55,6 +55,10 @@ def versions(rows: Any, table: str) -> set[tuple[int, datetime]]:
 
 def data_keys(store: ObjectStore) -> list[str]:
     return [k for k in store.keys("") if not k.startswith(("_manifests/", "_state/"))]
+
+
+def source(settings: Settings) -> str:
+    return settings.totesys_db_url.reveal()  # type: ignore[union-attr]
 
 
 def store_of(settings: Settings, s3: Any) -> ObjectStore:
@@ -277,3 +281,25 @@ def test_new_source_column_is_ignored_with_a_warning(
 
     assert result.manifest["tables"]["currency"]["rows"] == 3
     assert "source_columns_ignored table=currency columns=currency_symbol" in caplog.text
+
+
+def test_a_future_dated_row_does_not_hide_later_changes(settings: Settings, s3: Any) -> None:
+    url = source(settings)
+    ingest(settings, s3)
+    with psycopg.connect(url) as conn:
+        conn.execute("UPDATE payment SET last_updated = '2099-01-01' WHERE payment_id = 1")
+    ingest(settings, s3)
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "UPDATE payment SET paid = NOT paid, last_updated = localtimestamp WHERE payment_id = 2"
+        )
+
+    later = ingest(settings, s3)
+
+    rows = extracted_rows(ObjectStore(s3, settings.ingestion_bucket), later, "payment")
+    assert [row[0] for row in rows] == [2], "the real change is extracted, the future row not again"
+
+
+def test_the_first_batch_must_cover_every_table(settings: Settings, s3: Any) -> None:
+    with pytest.raises(ConfigError, match="the first batch must extract all 11 tables"):
+        ingest(replace(settings, tables=("sales_order",)), s3)

@@ -94,6 +94,14 @@ def test_ingest_status_init_run_status(stack: StackEndpoints, settings: Settings
             "error: cannot connect to totesys",
         ),
         ({"INGESTION_BUCKET": "no-such-bucket-xyz"}, "error: cannot read s3://no-such-bucket-xyz/"),
+        (
+            {"TOTESYS_DB_URL": "postgresql://u:12/s3cret@127.0.0.1:1/db"},
+            "error: the totesys URL is malformed",
+        ),
+        (
+            {"TOTESYS_DB_URL": "postgresql://u:p%zzs3cret@127.0.0.1:1/db"},
+            "error: the totesys URL is malformed",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(
@@ -104,3 +112,4 @@ def test_bad_input_is_one_clear_line(
     assert result.returncode == 1
     assert result.stderr.startswith(message), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "s3cret" not in result.stdout + result.stderr

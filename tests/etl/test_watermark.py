@@ -44,3 +44,10 @@ def test_state_round_trips_through_json() -> None:
     state = IngestState("20261128T000000000000Z", {"payment": Bookmark(T0, frozenset({(5, T0)}))})
     assert IngestState.from_json(state.to_json()) == state
     assert IngestState.from_json(None) == IngestState()
+
+
+def test_a_future_dated_row_cannot_push_the_watermark_past_the_source_clock() -> None:
+    future = datetime(2099, 1, 1)
+    after = Bookmark(T0).advance(future, [(7, future)], OVERLAP, ceiling=T0 + timedelta(minutes=1))
+    assert after.value == T0 + timedelta(minutes=1)
+    assert (7, future) in after.seen, "the future row is not re-extracted every batch"
