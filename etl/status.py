@@ -7,6 +7,7 @@ from datetime import timedelta
 from etl import layout
 from etl.ingest import load_state
 from etl.storage import ObjectStore
+from etl.transform.batch import STATE_KEY
 
 
 def ingestion_status(store: ObjectStore, batches: int = 5) -> list[str]:
@@ -37,8 +38,6 @@ def ingestion_status(store: ObjectStore, batches: int = 5) -> list[str]:
 
 def pending_transform(ingestion: ObjectStore, processed: ObjectStore) -> list[str]:
     """Ingestion batches the transform has not processed yet."""
-    from etl.transform.batch import STATE_KEY  # local: keeps `status` light when only ingesting
-
     done = (processed.get_json(STATE_KEY) or {}).get("batch_id")
     after = layout.manifest_key(done) if done else ""
     processed_after = {

@@ -35,14 +35,14 @@ class DagConfig:
     def from_env(cls, env: Mapping[str, str]) -> DagConfig:
         """Each field from AIRFLOW__TOTESYS__<FIELD>, else its default."""
         values: dict[str, object] = {}
-        for name, default in cls.__dataclass_fields__.items():
-            raw = env.get(PREFIX + name.upper())
-            if raw is None or raw.strip() == "":
+        defaults = cls()
+        for name in cls.__dataclass_fields__:
+            raw = env.get(PREFIX + name.upper(), "").strip()
+            if not raw:
                 continue
-            kind = type(getattr(cls(), name))
+            kind = type(getattr(defaults, name))
             if kind is tuple:
                 values[name] = tuple(part.strip() for part in raw.split(",") if part.strip())
             else:
-                values[name] = kind(raw.strip())
-            del default
+                values[name] = kind(raw)
         return cls(**values)  # type: ignore[arg-type]
