@@ -172,13 +172,16 @@ class LocalStack:
         return endpoints
 
     def down(self) -> None:
-        """Stop every service this directory started; data stays for the next `up`."""
-        if (self.state_dir / "postgres" / "PG_VERSION").exists():
-            EmbeddedPostgres(self.state_dir / "postgres", 0).stop()
-        if self.state_file.exists():
-            endpoints = StackEndpoints(**json.loads(self.state_file.read_text()))
-            for pid in endpoints.pids().values():
-                terminate(pid)
+        """Stop every service this directory started; data stays for the next `up`. The
+        other services are stopped even when PostgreSQL's shutdown fails."""
+        try:
+            if (self.state_dir / "postgres" / "PG_VERSION").exists():
+                EmbeddedPostgres(self.state_dir / "postgres", 0).stop()
+        finally:
+            if self.state_file.exists():
+                endpoints = StackEndpoints(**json.loads(self.state_file.read_text()))
+                for pid in endpoints.pids().values():
+                    terminate(pid)
 
     def _password(self) -> str:
         """The superuser password is made once per state directory and kept with the data."""
