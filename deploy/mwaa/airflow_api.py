@@ -1,0 +1,39 @@
+"""Airflow's REST API on MWAA through `invoke_rest_api`: IAM-authorised, so no web login
+or token handling here (the caller needs `airflow:InvokeRestApi`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from deploy.mwaa.aws import error_code
+from deploy.mwaa.config import DAG_ID, DeployError
+
+
+def _call(mwaa: Any, name: str, method: str, path: str, **kwargs: Any) -> Any:
+    try:
+        response = mwaa.invoke_rest_api(Name=name, Method=method, Path=path, **kwargs)
+    except ClientError as error:
+        status = error.response.get("RestApiStatusCode", "")
+        detail = error.response.get("RestApiResponse") or error.response.get("Error", {}).get(
+            "Message", ""
+        )
+        raise DeployError(
+            f"{method} {path} on {name}: {error_code(error)} {status} {detail}".strip()
+        ) from None
+    return response.get("RestApiResponse")
+
+
+def trigger_run(mwaa: Any, name: str, conf: Mapping[str, Any]) -> str:
+    """Start a manual run now (no logical date, as the UI's trigger does); its run id."""
+    body = {"logical_date": None, "conf": dict(conf)}
+    run = _call(mwaa, name, "POST", f"/dags/{DAG_ID}/dagRuns", Body=body)
+    return str(run["dag_run_id"])
+
+
+def recent_runs(mwaa: Any, name: str, limit: int = 5) -> list[dict[str, Any]]:
+    found = _call(mwaa, name, "GET", f"/dags/{DAG_ID}/dagRuns",
+                  QueryParameters={"limit": limit, "order_by": "-run_after"})  # fmt: skip
+    return list(found.get("dag_runs", []))

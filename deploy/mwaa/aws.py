@@ -1,0 +1,56 @@
+"""The AWS clients a deployment uses, made in one place so tests can hand in their own
+(moto for S3/IAM/Secrets Manager, a Stubber-wrapped client for MWAA)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+WIRE_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
+
+
+@dataclass(frozen=True)
+class AwsClients:
+    s3: Any
+    iam: Any
+    secretsmanager: Any
+    sts: Any
+    mwaa: Any
+
+    @classmethod
+    def for_region(cls, region: str) -> AwsClients:
+        """Credentials and endpoints the standard way (profile, env, role; AWS_ENDPOINT_URL)."""
+        session = boto3.Session(region_name=region)
+        return cls(
+            *(session.client(name) for name in ("s3", "iam", "secretsmanager", "sts", "mwaa"))
+        )
+
+
+def keep_request_bodies_out_of_logs() -> None:
+    """botocore logs whole request parameters at DEBUG, secret values included; a deployment
+    never lets those records through, whatever the root logger's level."""
+    for name in WIRE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def is_not_found(error: ClientError) -> bool:
+    return error_code(error) in {
+        "404",
+        "NoSuchBucket",
+        "NoSuchEntity",
+        "ResourceNotFoundException",
+        "NoSuchLifecycleConfiguration",
+        "NoSuchBucketPolicy",
+        "NoSuchPublicAccessBlockConfiguration",
+        "ServerSideEncryptionConfigurationNotFoundError",
+        "NoSuchKey",
+        "NotFound",
+    }

@@ -1,0 +1,220 @@
+"""python -m deploy mwaa [apply|status|trigger] --env-name NAME [options]
+
+apply (the default) provisions buckets, the execution role and connection secrets, ships
+the DAG, plugins.zip and requirements.txt, then creates or updates the MWAA environment and
+waits until it is AVAILABLE. `--dry-run` prints the plan and writes nothing. Options fall
+back to environment variables (MWAA_ENV_NAME, DEPLOY_PREFIX, AWS_DEFAULT_REGION,
+MWAA_SUBNET_IDS, MWAA_SECURITY_GROUP_IDS); connection values come from TOTESYS_DB_URL,
+WAREHOUSE_DB_URL, SES_SMTP_USERNAME and SES_SMTP_PASSWORD or a hidden prompt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from deploy.mwaa import airflow_api
+from deploy.mwaa.artifacts import dag_artifacts, plugins_zip, requirements
+from deploy.mwaa.aws import AwsClients, error_code, keep_request_bodies_out_of_logs
+from deploy.mwaa.buckets import ensure_bucket
+from deploy.mwaa.config import DEFAULT_AIRFLOW_VERSION, SECRETS_PREFIX, DeployConfig, DeployError
+from deploy.mwaa.environment import (
+    ArtifactVersions,
+    EnvironmentWaiter,
+    current_environment,
+    desired_environment,
+    ensure_environment,
+    require_network,
+)
+from deploy.mwaa.plan import Plan
+from deploy.mwaa.role import ensure_execution_role
+from deploy.mwaa.secrets import Prompt, ensure_connection_secrets
+from deploy.mwaa.sync import sync_dag_folder, sync_versioned_object
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m deploy mwaa", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument(
+        "command", nargs="?", default="apply", choices=["apply", "status", "trigger"]
+    )
+    parser.add_argument(
+        "--env-name", default=env.get("MWAA_ENV_NAME", ""), help="MWAA environment name"
+    )
+    parser.add_argument(
+        "--prefix", default=env.get("DEPLOY_PREFIX", "totesys"), help="start of every resource name"
+    )
+    parser.add_argument(
+        "--secrets-prefix",
+        default=env.get("MWAA_SECRETS_PREFIX", SECRETS_PREFIX),
+        help="Secrets Manager prefix of the connections (default: %(default)s)",
+    )
+    parser.add_argument("--region", default=env.get("AWS_DEFAULT_REGION", "eu-west-2"))
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    parser.add_argument("--airflow-version", default=DEFAULT_AIRFLOW_VERSION)
+    parser.add_argument("--environment-class", default="mw1.small")
+    parser.add_argument("--min-workers", type=int, default=1)
+    parser.add_argument("--max-workers", type=int, default=2)
+    parser.add_argument("--schedulers", type=int, default=2)
+    parser.add_argument(
+        "--webserver-access-mode", default="PRIVATE_ONLY", choices=["PRIVATE_ONLY", "PUBLIC_ONLY"]
+    )
+    parser.add_argument(
+        "--subnet-ids",
+        type=_csv,
+        default=_csv(env.get("MWAA_SUBNET_IDS", "")),
+        help="two private subnets, comma-separated (needed to create)",
+    )
+    parser.add_argument(
+        "--security-group-ids", type=_csv, default=_csv(env.get("MWAA_SECURITY_GROUP_IDS", ""))
+    )
+    parser.add_argument("--alert-emails", type=_csv, default=DeployConfig("x").alert_emails)
+    parser.add_argument("--alert-from", default=DeployConfig("x").alert_from)
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="extra Airflow configuration option, e.g. totesys.ingest_schedule='*/5 * * * *'",
+    )
+    parser.add_argument("--project-root", type=Path, default=PROJECT_ROOT, help=argparse.SUPPRESS)
+    trigger = parser.add_argument_group("trigger")
+    trigger.add_argument("--full-refresh", action="store_true")
+    trigger.add_argument("--force-load", action="store_true")
+    trigger.add_argument("--tables", type=_csv, default=())
+    return parser  # fmt: skip
+
+
+def config_from_args(args: argparse.Namespace) -> DeployConfig:
+    if not args.env_name:
+        raise DeployError("set --env-name or MWAA_ENV_NAME")
+    options = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise DeployError(f"--option {item!r} must look like section.key=value")
+        options[key.strip()] = value
+    config = DeployConfig(
+        environment_name=args.env_name,
+        prefix=args.prefix,
+        region=args.region,
+        project_root=args.project_root,
+        airflow_version=args.airflow_version,
+        environment_class=args.environment_class,
+        min_workers=args.min_workers,
+        max_workers=args.max_workers,
+        schedulers=args.schedulers,
+        webserver_access_mode=args.webserver_access_mode,
+        subnet_ids=args.subnet_ids,
+        security_group_ids=args.security_group_ids,
+        alert_emails=args.alert_emails,
+        alert_from=args.alert_from,
+        extra_options=options,
+        secrets_prefix=args.secrets_prefix,
+    )
+    config.validate()
+    return config
+
+
+def apply(
+    config: DeployConfig,
+    clients: AwsClients,
+    env: Mapping[str, str],
+    prompt: Prompt | None,
+    plan: Plan,
+    waiter: EnvironmentWaiter,
+) -> Plan:
+    """Secrets first, so a missing value stops the run before anything is written."""
+    account = str(clients.sts.get_caller_identity()["Account"])
+    existing = current_environment(clients.mwaa, config.environment_name)
+    if existing is None:
+        require_network(config)
+    ensure_connection_secrets(clients.secretsmanager, config, env, prompt, plan)
+    for bucket in config.buckets:
+        ensure_bucket(clients.s3, bucket, config.region, config.noncurrent_version_days, plan)
+    role_arn = ensure_execution_role(clients.iam, config, account, plan)
+    root = config.project_root
+    sync_dag_folder(clients.s3, config.source_bucket, dag_artifacts(root), plan)
+    versions = ArtifactVersions(
+        plugins=sync_versioned_object(clients.s3, config.source_bucket, plugins_zip(root), plan),
+        requirements=sync_versioned_object(
+            clients.s3, config.source_bucket, requirements(root), plan
+        ),
+    )
+    desired = desired_environment(config, role_arn, versions)
+    ensure_environment(clients.mwaa, existing, desired, plan, waiter)
+    return plan
+
+
+def show_status(config: DeployConfig, clients: AwsClients, say: Callable[[str], None]) -> int:
+    environment = current_environment(clients.mwaa, config.environment_name)
+    if environment is None:
+        say(f"mwaa environment {config.environment_name} does not exist")
+        return 1
+    last = environment.get("LastUpdate", {})
+    say(
+        f"{config.environment_name}: {environment.get('Status')} (Airflow {environment.get('AirflowVersion')})"
+    )
+    say(f"  UI: https://{environment.get('WebserverUrl', '?')}")
+    say(
+        f"  last update: {last.get('Status', '-')} {last.get('Error', {}).get('ErrorMessage', '')}".rstrip()
+    )
+    if environment.get("Status") == "AVAILABLE":
+        for run in airflow_api.recent_runs(clients.mwaa, config.environment_name):
+            say(f"  run {run.get('dag_run_id')}: {run.get('state')} (after {run.get('run_after')})")
+    return 0
+
+
+def main(
+    argv: list[str] | None = None,
+    *,
+    clients: AwsClients | None = None,
+    env: Mapping[str, str] | None = None,
+    prompt: Prompt | None = None,
+    say: Callable[[str], None] = print,
+    sleep: Callable[[float], None] | None = None,
+) -> int:
+    env = os.environ if env is None else env
+    keep_request_bodies_out_of_logs()
+    try:
+        args = _parser(env).parse_args(argv)
+        config = config_from_args(args)
+        clients = clients or AwsClients.for_region(config.region)
+        if args.command == "status":
+            return show_status(config, clients, say)
+        if args.command == "trigger":
+            conf = {
+                "full_refresh": args.full_refresh,
+                "force_load": args.force_load,
+                "tables": list(args.tables),
+            }
+            say(f"triggered {airflow_api.trigger_run(clients.mwaa, config.environment_name, conf)}")
+            return 0
+        if prompt is None and sys.stdin.isatty():
+            prompt = getpass.getpass
+        plan = Plan(dry_run=args.dry_run, say=say)
+        waiter = EnvironmentWaiter(clients.mwaa, say=say, sleep=sleep or time.sleep)
+        say(f"{'planning' if args.dry_run else 'applying'} {config.name_stem} in {config.region}")
+        say(apply(config, clients, env, prompt, plan, waiter).summary())
+        return 0
+    except DeployError as error:
+        print(f"error: {error}", file=sys.stderr)
+    except ClientError as error:
+        print(f"error: AWS refused {error.operation_name}: {error_code(error)}: "
+              f"{error.response.get('Error', {}).get('Message', '')}", file=sys.stderr)  # fmt: skip
+    except BotoCoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+    return 1

@@ -1,0 +1,226 @@
+"""The MWAA environment: create it when absent, otherwise update only the fields that
+differ (new plugins/requirements versions included), then wait until it settles."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from deploy.mwaa.artifacts import DAGS_PREFIX, PLUGINS_KEY, REQUIREMENTS_KEY
+from deploy.mwaa.aws import is_not_found
+from deploy.mwaa.config import LOG_TYPES, DeployConfig, DeployError
+from deploy.mwaa.plan import Plan
+
+SECRETS_BACKEND = "airflow.providers.amazon.aws.secrets.secrets_manager.SecretsManagerBackend"
+# aws_default is never looked up in Secrets Manager: on MWAA it is the execution role
+SKIP_AWS_DEFAULT = "^(?!aws_default$).*$"
+BUSY = frozenset(
+    {"CREATING", "UPDATING", "ROLLING_BACK", "PENDING", "CREATING_SNAPSHOT", "MAINTENANCE"}
+)
+FAILED = frozenset({"CREATE_FAILED", "UPDATE_FAILED", "UNAVAILABLE", "DELETING", "DELETED"})
+# fields update_environment accepts and we manage (NetworkConfiguration handled apart)
+UPDATABLE = (
+    "ExecutionRoleArn", "SourceBucketArn", "DagS3Path", "PluginsS3Path", "PluginsS3ObjectVersion",
+    "RequirementsS3Path", "RequirementsS3ObjectVersion", "AirflowVersion", "EnvironmentClass",
+    "MinWorkers", "MaxWorkers", "Schedulers", "WebserverAccessMode", "LoggingConfiguration",
+    "AirflowConfigurationOptions",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ArtifactVersions:
+    plugins: str
+    requirements: str
+
+
+def airflow_options(config: DeployConfig) -> dict[str, str]:
+    """Airflow configuration MWAA writes as AIRFLOW__SECTION__KEY variables: the secrets
+    backend, SES for email, and the DAG's own settings (read by totesys_airflow.config)."""
+    options = {
+        "secrets.backend": SECRETS_BACKEND,
+        "secrets.backend_kwargs": json.dumps(
+            {
+                "connections_prefix": config.secrets_prefix,
+                "connections_lookup_pattern": SKIP_AWS_DEFAULT,
+                "variables_prefix": None,
+                "config_prefix": None,
+            }
+        ),
+        "email.email_conn_id": "smtp_default",
+        "smtp.smtp_host": config.ses_smtp_host,
+        "smtp.smtp_port": "587",
+        "smtp.smtp_starttls": "True",
+        "smtp.smtp_ssl": "False",
+        "smtp.smtp_mail_from": config.alert_from,
+        "totesys.ingestion_bucket": config.ingestion_bucket,
+        "totesys.processed_bucket": config.processed_bucket,
+        "totesys.alert_emails": ",".join(config.alert_emails),
+        "totesys.alert_from": config.alert_from,
+    }
+    options.update(config.extra_options)
+    return options
+
+
+def desired_environment(
+    config: DeployConfig, role_arn: str, versions: ArtifactVersions
+) -> dict[str, Any]:
+    return {
+        "Name": config.environment_name,
+        "ExecutionRoleArn": role_arn,
+        "SourceBucketArn": f"arn:aws:s3:::{config.source_bucket}",
+        "DagS3Path": DAGS_PREFIX,
+        "PluginsS3Path": PLUGINS_KEY,
+        "PluginsS3ObjectVersion": versions.plugins,
+        "RequirementsS3Path": REQUIREMENTS_KEY,
+        "RequirementsS3ObjectVersion": versions.requirements,
+        "NetworkConfiguration": {
+            "SubnetIds": list(config.subnet_ids),
+            "SecurityGroupIds": list(config.security_group_ids),
+        },
+        "LoggingConfiguration": {kind: {"Enabled": True, "LogLevel": "INFO"} for kind in LOG_TYPES},
+        "AirflowVersion": config.airflow_version,
+        "EnvironmentClass": config.environment_class,
+        "MinWorkers": config.min_workers,
+        "MaxWorkers": config.max_workers,
+        "Schedulers": config.schedulers,
+        "WebserverAccessMode": config.webserver_access_mode,
+        "AirflowConfigurationOptions": airflow_options(config),
+        "Tags": {"project": config.prefix},
+    }
+
+
+def differences(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The update_environment arguments that would bring `current` to `desired`."""
+    changed = {
+        field: desired[field]
+        for field in UPDATABLE
+        if _comparable(current, field) != desired[field]
+    }
+    network = current.get("NetworkConfiguration", {})
+    wanted = desired["NetworkConfiguration"]
+    if wanted["SubnetIds"] and sorted(wanted["SubnetIds"]) != sorted(network.get("SubnetIds", [])):
+        raise DeployError("the subnets of an existing MWAA environment cannot change; "
+                          "keep them or create a new environment")  # fmt: skip
+    groups = wanted["SecurityGroupIds"]
+    if groups and sorted(groups) != sorted(network.get("SecurityGroupIds", [])):
+        changed["NetworkConfiguration"] = {"SecurityGroupIds": groups}
+    return changed
+
+
+def _comparable(current: Mapping[str, Any], field: str) -> Any:
+    value = current.get(field)
+    if field == "LoggingConfiguration" and value is not None:
+        # get_environment adds each log group's ARN; compare what we set
+        return {kind: {"Enabled": v.get("Enabled"), "LogLevel": v.get("LogLevel")}
+                for kind, v in value.items()}  # fmt: skip
+    return value
+
+
+def current_environment(mwaa: Any, name: str) -> dict[str, Any] | None:
+    try:
+        environment: dict[str, Any] = mwaa.get_environment(Name=name)["Environment"]
+    except ClientError as error:
+        if is_not_found(error):
+            return None
+        raise
+    return environment
+
+
+def require_network(config: DeployConfig) -> None:
+    """Checked before anything is written: creating an environment needs its network."""
+    if len(config.subnet_ids) != 2 or not config.security_group_ids:
+        raise DeployError(
+            "a new environment needs --subnet-ids (two private subnets) and --security-group-ids"
+        )
+
+
+def ensure_environment(
+    mwaa: Any,
+    current: dict[str, Any] | None,
+    desired: dict[str, Any],
+    plan: Plan,
+    waiter: EnvironmentWaiter,
+) -> None:
+    """`current` is what get_environment returned when the run began (None: absent)."""
+    name = desired["Name"]
+    resource = f"mwaa environment {name}"
+    if current is None:
+        plan.change(
+            resource,
+            f"create (Airflow {desired['AirflowVersion']})",
+            mwaa.create_environment,
+            **desired,
+        )
+        if not plan.dry_run:
+            waiter.wait(name, "create")
+        return
+    if current.get("Status") in BUSY and not plan.dry_run:
+        waiter.wait(name, "the running change")
+        current = current_environment(mwaa, name) or current
+    if current.get("Status") == "CREATE_FAILED":
+        raise DeployError(
+            f"{resource} is CREATE_FAILED ({_reason(current)}); delete it, then apply again"
+        )
+    changed = differences(current, desired)
+    if not changed:
+        return
+    plan.change(
+        resource,
+        f"update {', '.join(sorted(changed))}",
+        mwaa.update_environment,
+        Name=name,
+        **changed,
+    )
+    if not plan.dry_run:
+        waiter.wait(name, "update")
+
+
+@dataclass
+class EnvironmentWaiter:
+    """Polls until the environment settles; AVAILABLE is success, anything else (or a
+    rolled-back update) is a DeployError carrying MWAA's reason."""
+
+    mwaa: Any
+    say: Callable[[str], None] = print
+    sleep: Callable[[float], None] = time.sleep
+    poll_seconds: float = 30.0
+    timeout_seconds: float = 3 * 3600.0
+
+    def wait(self, name: str, what: str) -> dict[str, Any]:
+        waited = 0.0
+        while True:
+            environment = current_environment(self.mwaa, name)
+            if environment is None:
+                raise DeployError(f"mwaa environment {name} disappeared while waiting for {what}")
+            status = str(environment.get("Status"))
+            self.say(f"  {name}: {status} after {_minutes(waited)}")
+            if status == "AVAILABLE":
+                last = environment.get("LastUpdate", {})
+                if what == "update" and last.get("Status") == "FAILED":
+                    raise DeployError(
+                        f"update of {name} failed and was rolled back: {_reason(environment)}"
+                    )
+                return environment
+            if status in FAILED:
+                raise DeployError(f"{what} of {name} ended {status}: {_reason(environment)}")
+            if waited >= self.timeout_seconds:
+                raise DeployError(
+                    f"{name} still {status} after {_minutes(waited)}; not waiting longer"
+                )
+            self.sleep(self.poll_seconds)
+            waited += self.poll_seconds
+
+
+def _reason(environment: Mapping[str, Any]) -> str:
+    error = environment.get("LastUpdate", {}).get("Error", {})
+    code, message = error.get("ErrorCode"), error.get("ErrorMessage")
+    return f"{code}: {message}" if code or message else "MWAA gave no reason"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"

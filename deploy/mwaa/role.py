@@ -1,0 +1,144 @@
+"""The MWAA execution role: every task runs with it, so it may touch exactly the
+environment's buckets, log groups, queues and connection secrets, nothing else.
+
+Two statements keep `*` because their actions have no resource to name (IAM cannot scope
+`s3:GetAccountPublicAccessBlock` or `cloudwatch:PutMetricData`), and the Celery queues sit
+in an AWS-owned account, so their ARN has `*` for the account (as MWAA documents).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import unquote
+
+from botocore.exceptions import ClientError
+
+from deploy.mwaa.aws import is_not_found
+from deploy.mwaa.config import DeployConfig
+from deploy.mwaa.plan import Plan
+
+POLICY_NAME = "mwaa-execution"
+ACTIONS_WITHOUT_RESOURCES = frozenset(
+    {"s3:GetAccountPublicAccessBlock", "cloudwatch:PutMetricData"}
+)
+
+
+def trust_policy() -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": ["airflow.amazonaws.com", "airflow-env.amazonaws.com"]},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+
+
+def execution_policy(config: DeployConfig, account: str) -> dict[str, Any]:
+    region, env = config.region, config.environment_name
+    source = f"arn:aws:s3:::{config.source_bucket}"
+    data = [f"arn:aws:s3:::{name}" for name in (config.ingestion_bucket, config.processed_bucket)]
+    log_groups = f"arn:aws:logs:{region}:{account}:log-group:airflow-{env}-*"
+    statements: list[dict[str, Any]] = [
+        {"Sid": "PublishMetrics", "Effect": "Allow", "Action": "airflow:PublishMetrics",
+         "Resource": f"arn:aws:airflow:{region}:{account}:environment/{env}"},
+        {"Sid": "NoBucketListing", "Effect": "Deny", "Action": "s3:ListAllMyBuckets",
+         "Resource": [source, f"{source}/*"]},
+        {"Sid": "ReadDagSource", "Effect": "Allow",
+         "Action": ["s3:GetObject*", "s3:GetBucket*", "s3:List*"],
+         "Resource": [source, f"{source}/*"]},
+        {"Sid": "ListDataBuckets", "Effect": "Allow",
+         "Action": ["s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads"],
+         "Resource": data},
+        {"Sid": "ReadWriteData", "Effect": "Allow",
+         "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
+                    "s3:ListMultipartUploadParts"],
+         "Resource": [f"{arn}/*" for arn in data]},
+        {"Sid": "AccountPublicAccessBlock", "Effect": "Allow",
+         "Action": "s3:GetAccountPublicAccessBlock", "Resource": "*"},
+        {"Sid": "Logs", "Effect": "Allow",
+         "Action": ["logs:CreateLogStream", "logs:CreateLogGroup", "logs:PutLogEvents",
+                    "logs:GetLogEvents", "logs:GetLogRecord", "logs:GetLogGroupFields",
+                    "logs:GetQueryResults"],
+         "Resource": [log_groups]},
+        {"Sid": "DescribeLogGroups", "Effect": "Allow", "Action": "logs:DescribeLogGroups",
+         "Resource": f"arn:aws:logs:{region}:{account}:log-group:*"},
+        {"Sid": "Metrics", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*"},
+        {"Sid": "CeleryQueues", "Effect": "Allow",
+         "Action": ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                    "sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:SendMessage"],
+         "Resource": f"arn:aws:sqs:{region}:*:airflow-celery-*"},
+        {"Sid": "CeleryQueueEncryption", "Effect": "Allow",
+         "Action": ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey*", "kms:Encrypt"],
+         "NotResource": f"arn:aws:kms:*:{account}:key/*",
+         "Condition": {"StringLike": {"kms:ViaService": [f"sqs.{region}.amazonaws.com"]}}},
+        {"Sid": "ConnectionSecrets", "Effect": "Allow",
+         "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+         "Resource": f"arn:aws:secretsmanager:{region}:{account}:secret:{config.secrets_prefix}/*"},
+    ]  # fmt: skip
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def ensure_execution_role(iam: Any, config: DeployConfig, account: str, plan: Plan) -> str:
+    """The role's ARN, after creating it or bringing its trust and policy up to date."""
+    name = config.role_name
+    resource = f"iam role {name}"
+    arn = f"arn:aws:iam::{account}:role/{name}"
+    try:
+        role = iam.get_role(RoleName=name)["Role"]
+    except ClientError as error:
+        if not is_not_found(error):
+            raise
+        role = None
+    if role is None:
+        plan.change(
+            resource,
+            "create (trusted by MWAA)",
+            iam.create_role,
+            RoleName=name,
+            AssumeRolePolicyDocument=json.dumps(trust_policy()),
+            Description=f"MWAA execution role of {config.environment_name}",
+            Tags=[{"Key": "project", "Value": config.prefix}],
+        )
+    else:
+        arn = role["Arn"]
+        if _document(role["AssumeRolePolicyDocument"]) != trust_policy():
+            plan.change(
+                resource,
+                "reset its trust policy to MWAA only",
+                iam.update_assume_role_policy,
+                RoleName=name,
+                PolicyDocument=json.dumps(trust_policy()),
+            )
+    wanted = execution_policy(config, account)
+    if role is None or _inline_policy(iam, name) != wanted:
+        plan.change(
+            resource,
+            f"put least-privilege policy {POLICY_NAME}",
+            iam.put_role_policy,
+            RoleName=name,
+            PolicyName=POLICY_NAME,
+            PolicyDocument=json.dumps(wanted),
+        )
+    return arn
+
+
+def _inline_policy(iam: Any, role: str) -> dict[str, Any] | None:
+    try:
+        document = iam.get_role_policy(RoleName=role, PolicyName=POLICY_NAME)["PolicyDocument"]
+    except ClientError as error:
+        if is_not_found(error):
+            return None
+        raise
+    return _document(document)
+
+
+def _document(value: Any) -> dict[str, Any]:
+    """botocore decodes policy documents to dicts; an unquoted string is decoded here."""
+    if isinstance(value, str):
+        decoded: dict[str, Any] = json.loads(unquote(value))
+        return decoded
+    return dict(value)

@@ -1,0 +1,164 @@
+"""S3, IAM, Secrets Manager and STS from a moto server over HTTP (see moto_server.py);
+MWAA, which moto lacks, through botocore's Stubber, so every request is still validated
+against the real API model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from deploy.local.processes import free_port, spawn, terminate, wait_for_port
+from deploy.local.stack import MOTO_CREDENTIALS, REGION
+from deploy.mwaa.aws import AwsClients
+from deploy.mwaa.cli import main
+from tests.conftest import REPO_ROOT
+
+SUBNETS = ("subnet-0aaa1111", "subnet-0bbb2222")
+SECURITY_GROUP = "sg-0ccc3333"
+SECRET_ENV = {
+    "TOTESYS_DB_URL": "postgresql://reader:S3cr3t-totesys-pw@totesys.example.com:5432/totesys",
+    "WAREHOUSE_DB_URL": "postgresql://loader:S3cr3t-warehouse-pw@dw.example.com:5432/warehouse",
+    "SES_SMTP_USERNAME": "AKIASESUSEREXAMPLE",
+    "SES_SMTP_PASSWORD": "S3cr3t-ses-smtp-pw",
+}
+SECRET_VALUES = ("S3cr3t-totesys-pw", "S3cr3t-warehouse-pw", "S3cr3t-ses-smtp-pw")
+
+
+@dataclass(frozen=True)
+class AwsEmulator:
+    url: str
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name=REGION,
+            aws_access_key_id=MOTO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=MOTO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+
+
+@pytest.fixture(scope="session")
+def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEmulator]:
+    """A moto server of our own for the AWS account a deployment provisions."""
+    log = tmp_path_factory.mktemp("moto-deploy") / "moto.log"
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "tests.deploy.mwaa.moto_server",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    pid = spawn(argv, log, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    try:
+        wait_for_port("moto server", "127.0.0.1", port, pid, log, 60.0)
+        yield AwsEmulator(f"http://127.0.0.1:{port}")
+    finally:
+        terminate(pid)
+
+
+@dataclass
+class Deployment:
+    """One deployment under test: its AWS clients, the MWAA stub and what MWAA was sent."""
+
+    clients: AwsClients
+    stub: Stubber
+    env_name: str
+    project: Path
+    sent: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    output: list[str] = field(default_factory=list)
+
+    def run(self, *args: str, env: dict[str, str] | None = None) -> int:
+        """`python -m deploy mwaa ...` in-process with these clients; output kept."""
+        argv = [*args, "--env-name", self.env_name, "--region", REGION,
+                "--project-root", str(self.project), "--secrets-prefix", self.secrets_prefix,
+                "--subnet-ids", ",".join(SUBNETS), "--security-group-ids", SECURITY_GROUP]  # fmt: skip
+        return main(argv, clients=self.clients, env=env if env is not None else SECRET_ENV,
+                    say=self.output.append, sleep=lambda seconds: None)  # fmt: skip
+
+    @property
+    def secrets_prefix(self) -> str:
+        return f"airflow/{self.env_name}/connections"
+
+    @property
+    def source_bucket(self) -> str:
+        return f"airflow-totesys-{self.env_name}-source"
+
+    def versions(self, key: str) -> list[str]:
+        listed = self.clients.s3.list_object_versions(Bucket=self.source_bucket, Prefix=key)
+        return [v["VersionId"] for v in listed.get("Versions", []) if v["Key"] == key]
+
+    def current_version(self, key: str) -> str:
+        return str(self.clients.s3.head_object(Bucket=self.source_bucket, Key=key)["VersionId"])
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of what gets deployed, free to edit."""
+    root = tmp_path / "project"
+    for folder in ("dags", "etl", "plugins"):
+        shutil.copytree(REPO_ROOT / folder, root / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    shutil.copy(REPO_ROOT / "requirements.txt", root / "requirements.txt")
+    return root
+
+
+@pytest.fixture
+def deployment(aws: AwsEmulator, project: Path) -> Iterator[Deployment]:
+    mwaa = boto3.client(
+        "mwaa",
+        region_name=REGION,
+        aws_access_key_id="stubbed",
+        aws_secret_access_key="stubbed",
+    )
+    clients = AwsClients(
+        s3=aws.client("s3"),
+        iam=aws.client("iam"),
+        secretsmanager=aws.client("secretsmanager"),
+        sts=aws.client("sts"),
+        mwaa=mwaa,
+    )
+    deployment = Deployment(clients, Stubber(mwaa), f"t{uuid.uuid4().hex[:10]}", project)
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        deployment.sent.setdefault(model.name, []).append(dict(params))
+
+    mwaa.meta.events.register("provide-client-params.mwaa.*", record)
+    with deployment.stub:
+        yield deployment
+
+
+def as_get_environment(created: dict[str, Any], status: str, **extra: Any) -> dict[str, Any]:
+    """What get_environment answers for an environment made with these create arguments."""
+    environment = {key: value for key, value in created.items() if key != "Tags"}
+    log_group = f"arn:aws:logs:{REGION}:123456789012:log-group:airflow-{created['Name']}"
+    environment["LoggingConfiguration"] = {
+        kind: {**setting, "CloudWatchLogGroupArn": f"{log_group}-{kind}"}
+        for kind, setting in created["LoggingConfiguration"].items()
+    }
+    environment.update(
+        Status=status,
+        Arn=f"arn:aws:airflow:{REGION}:123456789012:environment/{created['Name']}",
+        WebserverUrl="abc123.eu-west-2.airflow.amazonaws.com",
+        Tags=created.get("Tags", {}),
+        **extra,
+    )
+    return {"Environment": environment}
+
+
+def not_found(stub: Stubber) -> None:
+    stub.add_client_error("get_environment", service_error_code="ResourceNotFoundException",
+                          service_message="Environment not found", http_status_code=404)  # fmt: skip

@@ -1,0 +1,291 @@
+"""`python -m deploy mwaa` against moto (S3, IAM, Secrets Manager) and a stubbed MWAA."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
+
+from tests.deploy.mwaa.conftest import (
+    SECRET_ENV,
+    SECRET_VALUES,
+    SECURITY_GROUP,
+    SUBNETS,
+    Deployment,
+    as_get_environment,
+    not_found,
+)
+
+LOG_TYPES = {"DagProcessingLogs", "SchedulerLogs", "TaskLogs", "WebserverLogs", "WorkerLogs"}
+
+
+def first_apply(deployment: Deployment) -> dict[str, Any]:
+    """Create everything; return the create_environment arguments MWAA received."""
+    stub = deployment.stub
+    not_found(stub)
+    stub.add_response(
+        "create_environment", {"Arn": "arn:aws:airflow:eu-west-2:123456789012:environment/x"}
+    )
+    stub.add_response(
+        "get_environment", {"Environment": {"Name": deployment.env_name, "Status": "CREATING"}}
+    )
+    stub.add_response(
+        "get_environment", {"Environment": {"Name": deployment.env_name, "Status": "AVAILABLE"}}
+    )
+    assert deployment.run() == 0, deployment.output
+    stub.assert_no_pending_responses()
+    (created,) = deployment.sent["CreateEnvironment"]
+    deployment.sent.clear()
+    deployment.output.clear()
+    return created
+
+
+def update_requirements(
+    deployment: Deployment,
+    created: dict[str, Any],
+    line: str,
+    final: str,
+    last_update: dict[str, Any],
+) -> Stubber:
+    """Add a line to requirements.txt; MWAA will answer an update that ends `final`."""
+    requirements = deployment.project / "requirements.txt"
+    requirements.write_text(requirements.read_text() + line + "\n")
+    stub = deployment.stub
+    stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
+    stub.add_response(
+        "update_environment", {"Arn": "arn:aws:airflow:eu-west-2:123456789012:environment/x"}
+    )
+    stub.add_response("get_environment", as_get_environment(created, "UPDATING"))
+    stub.add_response("get_environment", as_get_environment(created, final, LastUpdate=last_update))
+    return stub
+
+
+def test_first_apply_creates_every_resource_with_the_required_settings(
+    deployment: Deployment,
+) -> None:
+    created = first_apply(deployment)
+    s3, name = deployment.clients.s3, deployment.env_name
+    for bucket in (
+        f"airflow-totesys-{name}-source",
+        f"totesys-{name}-ingestion",
+        f"totesys-{name}-processed",
+    ):
+        assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+        rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"][
+            "Rules"
+        ][0]
+        assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+        block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+        assert block == {"BlockPublicAcls": True, "IgnorePublicAcls": True,
+                         "BlockPublicPolicy": True, "RestrictPublicBuckets": True}  # fmt: skip
+        (statement,) = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]
+        assert statement["Effect"] == "Deny"
+        assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        assert set(statement["Resource"]) == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}
+        (lifecycle,) = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+        assert lifecycle["NoncurrentVersionExpiration"]["NoncurrentDays"] == 30
+
+    source = deployment.source_bucket
+    keys = {item["Key"] for item in s3.list_objects_v2(Bucket=source)["Contents"]}
+    assert {"dags/totesys_etl.py", "dags/.airflowignore", "dags/etl/__init__.py",
+            "dags/etl/load/loader.py", "plugins.zip", "requirements.txt"} <= keys  # fmt: skip
+    assert not any("__pycache__" in key or key.endswith(".pyc") for key in keys)
+
+    role = deployment.clients.iam.get_role(RoleName=f"totesys-{name}-mwaa-execution")["Role"]
+    principals = role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"]
+    assert set(principals) == {"airflow.amazonaws.com", "airflow-env.amazonaws.com"}
+
+    assert created["ExecutionRoleArn"] == role["Arn"]
+    assert created["SourceBucketArn"] == f"arn:aws:s3:::{source}"
+    assert created["AirflowVersion"] == "3.0.6"
+    assert created["DagS3Path"] == "dags"
+    assert created["PluginsS3ObjectVersion"] == deployment.current_version("plugins.zip")
+    assert created["RequirementsS3ObjectVersion"] == deployment.current_version("requirements.txt")
+    assert created["NetworkConfiguration"] == {
+        "SubnetIds": list(SUBNETS),
+        "SecurityGroupIds": [SECURITY_GROUP],
+    }
+    assert set(created["LoggingConfiguration"]) == LOG_TYPES
+    assert all(setting["Enabled"] for setting in created["LoggingConfiguration"].values())
+    options = created["AirflowConfigurationOptions"]
+    assert options["secrets.backend"].endswith("SecretsManagerBackend")
+    assert (
+        json.loads(options["secrets.backend_kwargs"])["connections_prefix"]
+        == deployment.secrets_prefix
+    )
+    assert options["totesys.ingestion_bucket"] == f"totesys-{name}-ingestion"
+    assert options["smtp.smtp_port"] == "587"
+
+
+def test_a_second_apply_with_nothing_changed_changes_nothing(deployment: Deployment) -> None:
+    created = first_apply(deployment)
+    versions = {key: deployment.versions(key) for key in ("plugins.zip", "dags/totesys_etl.py")}
+    deployment.stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
+
+    assert deployment.run() == 0
+    deployment.stub.assert_no_pending_responses()
+    assert set(deployment.sent) == {"GetEnvironment"}
+    assert deployment.output[-1] == "no changes: everything is already as it should be"
+    assert {key: deployment.versions(key) for key in versions} == versions
+
+
+def test_a_changed_dag_uploads_only_that_file_and_does_not_update_the_environment(
+    deployment: Deployment,
+) -> None:
+    created = first_apply(deployment)
+    dag = deployment.project / "dags" / "totesys_etl.py"
+    dag.write_text(dag.read_text() + "\n# a comment\n")
+    before = deployment.versions("dags/etl/ingest.py")
+    deployment.stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
+
+    assert deployment.run() == 0
+    changes = [line for line in deployment.output if line.startswith("s3://")]
+    assert changes == [f"s3://{deployment.source_bucket}/dags/totesys_etl.py: upload (changed)"]
+    assert set(deployment.sent) == {"GetEnvironment"}  # no update_environment
+    assert len(deployment.versions("dags/totesys_etl.py")) == 2
+    assert deployment.versions("dags/etl/ingest.py") == before
+
+
+def test_a_removed_etl_module_is_deleted_from_the_dag_folder(deployment: Deployment) -> None:
+    created = first_apply(deployment)
+    (deployment.project / "etl" / "status.py").unlink()
+    deployment.stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
+
+    assert deployment.run() == 0
+    with pytest.raises(ClientError):
+        deployment.clients.s3.head_object(Bucket=deployment.source_bucket, Key="dags/etl/status.py")
+
+
+def test_changed_requirements_pass_their_new_version_to_update_environment(
+    deployment: Deployment,
+) -> None:
+    created = first_apply(deployment)
+    old_version = created["RequirementsS3ObjectVersion"]
+    stub = update_requirements(
+        deployment, created, "tenacity==9.1.2", "AVAILABLE", {"Status": "SUCCESS"}
+    )
+
+    assert deployment.run() == 0
+    stub.assert_no_pending_responses()
+    (update,) = deployment.sent["UpdateEnvironment"]
+    new_version = deployment.current_version("requirements.txt")
+    assert new_version != old_version
+    assert update == {"Name": deployment.env_name, "RequirementsS3ObjectVersion": new_version}
+    assert any("UPDATING" in line for line in deployment.output)
+
+
+@pytest.mark.parametrize("final", [
+    {"Status": "UPDATE_FAILED"},
+    {"Status": "AVAILABLE"},  # MWAA rolled the update back
+])  # fmt: skip
+def test_a_failed_environment_update_exits_non_zero_with_the_reason(
+    deployment: Deployment, final: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    created = first_apply(deployment)
+    message = "requirements.txt: no-such-package==1.0 not found"
+    reason = {"Status": "FAILED",
+              "Error": {"ErrorCode": "INCORRECT_CONFIGURATION", "ErrorMessage": message}}  # fmt: skip
+    update_requirements(deployment, created, "no-such-package==1.0", final["Status"], reason)
+
+    assert deployment.run() == 1
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0
+    assert "no-such-package==1.0 not found" in error and "INCORRECT_CONFIGURATION" in error
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(deployment: Deployment) -> None:
+    not_found(deployment.stub)
+
+    assert deployment.run("--dry-run") == 0
+    plan = "\n".join(deployment.output)
+    assert f"would s3://{deployment.source_bucket}: create" in plan
+    assert f"would iam role totesys-{deployment.env_name}-mwaa-execution: create" in plan
+    assert f"would secret {deployment.secrets_prefix}/totesys_db: create" in plan
+    assert f"would mwaa environment {deployment.env_name}: create (Airflow 3.0.6)" in plan
+    assert deployment.output[-1].endswith("(dry run: nothing written)")
+    assert set(deployment.sent) == {"GetEnvironment"}
+    clients = deployment.clients
+    buckets = {bucket["Name"] for bucket in clients.s3.list_buckets()["Buckets"]}
+    assert not any(deployment.env_name in bucket for bucket in buckets)
+    with pytest.raises(ClientError):
+        clients.iam.get_role(RoleName=f"totesys-{deployment.env_name}-mwaa-execution")
+    with pytest.raises(ClientError):
+        clients.secretsmanager.describe_secret(SecretId=f"{deployment.secrets_prefix}/totesys_db")
+
+
+def test_dry_run_after_a_change_names_it_and_uploads_nothing(deployment: Deployment) -> None:
+    created = first_apply(deployment)
+    requirements = deployment.project / "requirements.txt"
+    requirements.write_text(requirements.read_text() + "tenacity==9.1.2\n")
+    deployment.stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
+
+    assert deployment.run("--dry-run") == 0
+    assert (
+        f"would s3://{deployment.source_bucket}/requirements.txt: upload (changed)"
+        in deployment.output
+    )
+    assert (
+        f"would mwaa environment {deployment.env_name}: update RequirementsS3ObjectVersion"
+        in deployment.output
+    )
+    assert len(deployment.versions("requirements.txt")) == 1
+    assert set(deployment.sent) == {"GetEnvironment"}
+
+
+def test_a_new_environment_without_its_network_is_refused_before_anything_is_written(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from deploy.mwaa.cli import main
+
+    not_found(deployment.stub)
+    code = main(["--env-name", deployment.env_name, "--project-root", str(deployment.project),
+                 "--secrets-prefix", deployment.secrets_prefix],
+                clients=deployment.clients, env=SECRET_ENV, say=deployment.output.append)  # fmt: skip
+    assert code == 1
+    assert "--subnet-ids" in capsys.readouterr().err
+    buckets = {bucket["Name"] for bucket in deployment.clients.s3.list_buckets()["Buckets"]}
+    assert not any(deployment.env_name in bucket for bucket in buckets)
+
+
+def test_subnets_of_an_existing_environment_cannot_change(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    created = first_apply(deployment)
+    created["NetworkConfiguration"] = {"SubnetIds": ["subnet-other1", "subnet-other2"],
+                                       "SecurityGroupIds": [SECURITY_GROUP]}  # fmt: skip
+    deployment.stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
+
+    assert deployment.run() == 1
+    assert "subnets of an existing MWAA environment cannot change" in capsys.readouterr().err
+    assert "UpdateEnvironment" not in deployment.sent
+
+
+def test_no_secret_value_reaches_output_logs_or_s3(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    created = first_apply(deployment)
+    rotated = dict(SECRET_ENV, SES_SMTP_PASSWORD="S3cr3t-rotated-pw")
+    deployment.stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
+    assert deployment.run(env=rotated) == 0
+    assert deployment.output == [
+        f"applying totesys-{deployment.env_name} in eu-west-2",
+        f"secret {deployment.secrets_prefix}/smtp_default: update (value changed)",
+        "made 1 change(s)",
+    ]
+
+    captured = capsys.readouterr()
+    seen = "\n".join([*deployment.output, captured.out, captured.err, caplog.text])
+    s3 = deployment.clients.s3
+    for item in s3.list_objects_v2(Bucket=deployment.source_bucket)["Contents"]:
+        body = s3.get_object(Bucket=deployment.source_bucket, Key=item["Key"])["Body"].read()
+        seen += body.decode("utf-8", errors="replace") if item["Key"] != "plugins.zip" else ""
+    for value in (*SECRET_VALUES, "S3cr3t-rotated-pw"):
+        assert value not in seen
+    stored = deployment.clients.secretsmanager.get_secret_value(
+        SecretId=f"{deployment.secrets_prefix}/smtp_default"
+    )
+    assert json.loads(stored["SecretString"])["password"] == "S3cr3t-rotated-pw"

@@ -1,0 +1,68 @@
+"""The execution role allows exactly what MWAA and the pipeline need."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deploy.mwaa.config import DeployConfig
+from deploy.mwaa.role import execution_policy
+
+ACCOUNT = "123456789012"
+CONFIG = DeployConfig("prod", region="eu-west-2")
+
+
+def _statements() -> list[dict[str, Any]]:
+    return list(execution_policy(CONFIG, ACCOUNT)["Statement"])
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
+
+
+def test_only_actions_iam_cannot_scope_have_a_wildcard_resource() -> None:
+    wildcard = {
+        action
+        for statement in _statements()
+        if "*" in _as_list(statement.get("Resource", []))
+        for action in _as_list(statement["Action"])
+    }
+    assert wildcard == {"s3:GetAccountPublicAccessBlock", "cloudwatch:PutMetricData"}
+
+
+def test_s3_access_is_limited_to_the_three_named_buckets() -> None:
+    buckets = {"airflow-totesys-prod-source", "totesys-prod-ingestion", "totesys-prod-processed"}
+    allowed = {f"arn:aws:s3:::{name}" for name in buckets} | {
+        f"arn:aws:s3:::{name}/*" for name in buckets
+    }
+    for statement in _statements():
+        resources = _as_list(statement.get("Resource", []))
+        if any(
+            action.startswith("s3:") for action in _as_list(statement["Action"])
+        ) and resources != ["*"]:
+            assert set(resources) <= allowed, statement["Sid"]
+
+
+def test_writes_go_to_the_data_buckets_only_and_the_source_bucket_is_read_only() -> None:
+    writes = [s for s in _statements() if "s3:PutObject" in _as_list(s["Action"])]
+    (statement,) = writes
+    assert set(statement["Resource"]) == {
+        "arn:aws:s3:::totesys-prod-ingestion/*",
+        "arn:aws:s3:::totesys-prod-processed/*",
+    }
+    source = next(s for s in _statements() if s["Sid"] == "ReadDagSource")
+    assert not [a for a in source["Action"] if a.startswith(("s3:Put", "s3:Delete"))]
+
+
+def test_secrets_logs_and_metrics_are_named() -> None:
+    by_sid = {statement["Sid"]: statement for statement in _statements()}
+    assert by_sid["ConnectionSecrets"]["Resource"] == (
+        f"arn:aws:secretsmanager:eu-west-2:{ACCOUNT}:secret:airflow/connections/*"
+    )
+    assert by_sid["Logs"]["Resource"] == [
+        f"arn:aws:logs:eu-west-2:{ACCOUNT}:log-group:airflow-prod-*"
+    ]
+    assert (
+        by_sid["PublishMetrics"]["Resource"]
+        == f"arn:aws:airflow:eu-west-2:{ACCOUNT}:environment/prod"
+    )
+    assert by_sid["PublishMetrics"]["Action"] == "airflow:PublishMetrics"
