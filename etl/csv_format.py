@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterator
+from typing import cast
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -21,6 +23,9 @@ from etl.tables import Column, SourceTable
 
 TIMESTAMP_FORMAT = "YYYY-MM-DD HH24:MI:SS.MS"
 COPY_OPTIONS = sql.SQL("(FORMAT csv, HEADER true, FORCE_QUOTE *, ENCODING 'UTF8')")
+
+BLOCK_SIZE = 4 * 1024 * 1024  # bytes of CSV parsed at a time
+HEADER_PEEK = 64 * 1024  # the header row is far shorter
 
 ARROW_TYPES: dict[str, pa.DataType] = {
     "int": pa.int64(),
@@ -40,27 +45,23 @@ def select_expression(column: Column) -> sql.Composable:
 
 
 def read_extract(data: bytes, table: SourceTable, source: str) -> pa.Table:
-    """Parse one extract into a typed table; drift in header or values names table and column."""
-    header = _header(data)
-    expected = list(table.column_names)
-    if header != expected:
-        missing = [c for c in expected if c not in header]
-        extra = [c for c in header if c not in expected]
-        detail = "; ".join(
-            part
-            for part in (
-                f"missing column(s) {', '.join(missing)}" if missing else "",
-                f"unexpected column(s) {', '.join(extra)}" if extra else "",
-                "columns out of order" if not missing and not extra else "",
-            )
-            if part
-        )
-        raise SchemaDriftError(f"{table.name}: {detail} in {source}")
+    """Parse one whole extract into a typed table (small tables, tests)."""
+    return pa.concat_tables(iter_extract(cast(io.RawIOBase, io.BytesIO(data)), table, source))
+
+
+def iter_extract(
+    stream: io.RawIOBase, table: SourceTable, source: str, block_size: int = BLOCK_SIZE
+) -> Iterator[pa.Table]:
+    """Parse one extract block by block (memory: one block, whatever the file's size). The
+    header is checked before any row; drift in header or values names table and column.
+    Always yields at least one (possibly empty) table."""
+    buffered = io.BufferedReader(stream, buffer_size=max(block_size, HEADER_PEEK))
+    _check_header(_header(buffered.peek(HEADER_PEEK)), table, source)
     types = {column.name: ARROW_TYPES[column.kind] for column in table.columns}
     try:
-        parsed = pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(use_threads=False),
+        reader = pacsv.open_csv(
+            buffered,
+            read_options=pacsv.ReadOptions(use_threads=False, block_size=block_size),
             convert_options=pacsv.ConvertOptions(
                 column_types=types,
                 strings_can_be_null=True,
@@ -69,14 +70,42 @@ def read_extract(data: bytes, table: SourceTable, source: str) -> pa.Table:
                 false_values=["f"],
             ),
         )
+        empty = True
+        for batch in reader:
+            parsed = pa.Table.from_batches([batch])
+            _check_not_null(parsed, table, source)
+            empty = False
+            yield parsed
+        if empty:
+            yield reader.schema.empty_table()
     except pa.ArrowInvalid as error:
         raise SchemaDriftError(f"{table.name}: {_arrow_detail(error, table)} in {source}") from None
+
+
+def _check_header(header: list[str], table: SourceTable, source: str) -> None:
+    expected = list(table.column_names)
+    if header == expected:
+        return
+    missing = [c for c in expected if c not in header]
+    extra = [c for c in header if c not in expected]
+    detail = "; ".join(
+        part
+        for part in (
+            f"missing column(s) {', '.join(missing)}" if missing else "",
+            f"unexpected column(s) {', '.join(extra)}" if extra else "",
+            "columns out of order" if not missing and not extra else "",
+        )
+        if part
+    )
+    raise SchemaDriftError(f"{table.name}: {detail} in {source}")
+
+
+def _check_not_null(parsed: pa.Table, table: SourceTable, source: str) -> None:
     for column in table.columns:
         if not column.nullable and parsed.column(column.name).null_count:
             raise SchemaDriftError(
                 f"{table.name}.{column.name}: NULL in a NOT NULL column in {source}"
             )
-    return parsed
 
 
 def _header(data: bytes) -> list[str]:

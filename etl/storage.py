@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -85,6 +86,19 @@ class ObjectStore:
         except BotoCoreError as error:
             raise self._fail("read", key, error) from error
 
+    def open(self, key: str) -> ObjectReader | None:
+        """A stream of the object's bytes that hashes as it is read, or None when absent:
+        for objects too large to hold in memory."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise self._fail("read", key, error) from error
+        except BotoCoreError as error:
+            raise self._fail("read", key, error) from error
+        return ObjectReader(self, key, response["Body"])
+
     def get_json(self, key: str) -> Any | None:
         body = self.get_bytes(key)
         return None if body is None else json.loads(body)
@@ -116,6 +130,39 @@ class ObjectStore:
 
     def writer(self, key: str, content_type: str) -> StreamingWriter:
         return StreamingWriter(self, key, content_type)
+
+
+class ObjectReader(io.RawIOBase):
+    """A readable S3 object body; `sha256` is the digest of what has been read so far."""
+
+    def __init__(self, store: ObjectStore, key: str, body: Any) -> None:
+        self.store = store
+        self.key = key
+        self._body = body
+        self._digest = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self._body.read(len(buffer))
+        except Exception as error:  # botocore and urllib3 both raise while streaming
+            raise self.store._fail("read", self.key, error) from error
+        count = len(data)
+        buffer[:count] = data
+        self._digest.update(data)
+        self.size += count
+        return count
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+    def close(self) -> None:
+        self._body.close()
+        super().close()
 
 
 class StreamingWriter:

@@ -13,11 +13,11 @@ manifest exists is recovered rather than redone.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import io
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,12 +27,20 @@ import pyarrow.parquet as pq
 
 from etl import layout
 from etl.config import Settings
-from etl.csv_format import read_extract
+from etl.csv_format import BLOCK_SIZE, iter_extract
 from etl.errors import EtlError
 from etl.logs import log_event
 from etl.storage import ObjectStore
 from etl.tables import SOURCE_TABLES
-from etl.transform.remodel import FACT_SOURCES, STATEFUL_TABLES, TransformState, remodel
+from etl.transform.remodel import (
+    FACT_SOURCES,
+    ROW_WISE_SOURCES,
+    STATEFUL_TABLES,
+    RowRemodel,
+    TransformState,
+    remodel_dimensions,
+)
+from etl.transform.spool import ParquetSpool
 from etl.warehouse import WAREHOUSE_TABLES
 
 logger = logging.getLogger("etl.transform")
@@ -100,26 +108,43 @@ def load_state(processed: ObjectStore) -> tuple[str | None, TransformState]:
     return batch_id, TransformState(current, emitted)
 
 
-def read_batch(ingestion: ObjectStore, manifest: dict[str, Any]) -> dict[str, pa.Table]:
-    batch: dict[str, pa.Table] = {}
-    for name, entry in manifest["tables"].items():
-        if name not in SOURCE_TABLES:
-            raise EtlError(
-                f"ingestion manifest {manifest['batch_id']} names unknown table {name!r}"
-            )
-        if entry["file"] is None:
-            continue
-        body = ingestion.get_bytes(entry["file"])
-        if body is None:
-            raise EtlError(
-                f"s3://{ingestion.bucket}/{entry['file']} is listed in its manifest but missing"
-            )
-        source = f"s3://{ingestion.bucket}/{entry['file']}"
-        batch[name] = read_extract(body, SOURCE_TABLES[name], source)
-        if hashlib.sha256(body).hexdigest() != entry["sha256"]:
+def _check_tables(manifest: dict[str, Any]) -> None:
+    unknown = [name for name in manifest["tables"] if name not in SOURCE_TABLES]
+    if unknown:
+        raise EtlError(
+            f"ingestion manifest {manifest['batch_id']} names unknown table {unknown[0]!r}"
+        )
+
+
+def extract_chunks(
+    ingestion: ObjectStore, manifest: dict[str, Any], name: str, block_size: int = BLOCK_SIZE
+) -> Iterator[pa.Table]:
+    """One table's extract of the batch, parsed block by block; its sha256 is checked once
+    the whole file is read, before anything of the batch is published."""
+    entry = manifest["tables"].get(name)
+    if entry is None or entry["file"] is None:
+        return
+    source = f"s3://{ingestion.bucket}/{entry['file']}"
+    reader = ingestion.open(entry["file"])
+    if reader is None:
+        raise EtlError(f"{source} is listed in its manifest but missing")
+    with reader:
+        yield from iter_extract(reader, SOURCE_TABLES[name], source, block_size)
+        if reader.sha256 != entry["sha256"]:
             raise EtlError(
                 f"{source} does not match the sha256 in its manifest (changed after ingestion)"
             )
+
+
+def read_batch(
+    ingestion: ObjectStore, manifest: dict[str, Any], names: Iterable[str]
+) -> dict[str, pa.Table]:
+    """Whole tables: for the small sources only."""
+    batch = {}
+    for name in names:
+        chunks = list(extract_chunks(ingestion, manifest, name))
+        if chunks:
+            batch[name] = pa.concat_tables(chunks)
     return batch
 
 
@@ -130,35 +155,70 @@ def transform_batch(
     state: TransformState,
     previous_batch_id: str | None,
     step: StepHook,
+    block_size: int = BLOCK_SIZE,
 ) -> tuple[TransformResult, TransformState]:
+    """Small sources are remodelled whole; the row-wise ones chunk by chunk into local
+    parquet spools. Nothing is uploaded until every extract is read and verified."""
     started = time.perf_counter()
     batch_id = manifest["batch_id"]
-    outputs, state_after = remodel(read_batch(ingestion, manifest), state)
-    written: list[str] = []
-    try:
-        tables = {}
-        for name in WAREHOUSE_TABLES:
-            if name not in outputs:
-                continue
-            key = output_key(name, batch_id)
-            obj = processed.put_bytes(key, _parquet_bytes(outputs[name]))
-            written.append(key)
-            tables[name] = {"rows": outputs[name].num_rows, "file": key, "bytes": obj.bytes, "sha256": obj.sha256,
-                            "columns": outputs[name].column_names}  # fmt: skip
-        step("data_written")
-        snapshots = {
-            **state_after.current,
-            **{f"emitted_{n}": t for n, t in state_after.emitted.items()},
-        }
-        for name, table in snapshots.items():
-            processed.put_bytes(
-                f"{SNAPSHOT_PREFIX}{batch_id}/{name}.parquet", _parquet_bytes(table)
-            )
-        step("state_snapshot_written")
-    except BaseException:
-        for key in written:  # tidy: unreferenced files are invisible anyway
-            processed.delete(key)
-        raise
+    _check_tables(manifest)
+    small = [name for name in manifest["tables"] if name not in ROW_WISE_SOURCES]
+    outputs, current = remodel_dimensions(read_batch(ingestion, manifest, small), state)
+    row_wise = RowRemodel(state)
+    with contextlib.ExitStack() as stack:
+        spools: dict[str, ParquetSpool] = {}
+        for source in ROW_WISE_SOURCES:
+            for chunk in extract_chunks(ingestion, manifest, source, block_size):
+                target, rows = row_wise.rows(source, chunk)
+                if target not in spools:
+                    spools[target] = stack.enter_context(
+                        ParquetSpool(WAREHOUSE_TABLES[target].schema)
+                    )
+                spools[target].write(rows)
+        outputs["dim_date"] = row_wise.dim_date()
+        state_after = TransformState(current, row_wise.emitted())
+        written: list[str] = []
+        try:
+            tables = {}
+            for name in WAREHOUSE_TABLES:
+                key = output_key(name, batch_id)
+                if name in spools and spools[name].rows:
+                    obj, rows, columns = (
+                        spools[name].upload(processed, key),
+                        spools[name].rows,
+                        spools[name].schema.names,
+                    )
+                elif name in outputs and outputs[name].num_rows:
+                    table = outputs[name]
+                    obj, rows, columns = (
+                        processed.put_bytes(key, _parquet_bytes(table)),
+                        table.num_rows,
+                        table.column_names,
+                    )
+                else:
+                    continue
+                written.append(key)
+                tables[name] = {
+                    "rows": rows,
+                    "file": key,
+                    "bytes": obj.bytes,
+                    "sha256": obj.sha256,
+                    "columns": columns,
+                }
+            step("data_written")
+            snapshots = {
+                **state_after.current,
+                **{f"emitted_{n}": t for n, t in state_after.emitted.items()},
+            }
+            for name, table in snapshots.items():
+                processed.put_bytes(
+                    f"{SNAPSHOT_PREFIX}{batch_id}/{name}.parquet", _parquet_bytes(table)
+                )
+            step("state_snapshot_written")
+        except BaseException:
+            for key in written:  # tidy: unreferenced files are invisible anyway
+                processed.delete(key)
+            raise
     document = {
         "batch_id": batch_id,
         "ingestion_manifest": layout.manifest_key(batch_id),
@@ -181,9 +241,14 @@ def transform_batch(
 
 
 def transform_pending(
-    settings: Settings, s3_client: Any, up_to: str | None = None, on_step: StepHook | None = None
+    settings: Settings,
+    s3_client: Any,
+    up_to: str | None = None,
+    on_step: StepHook | None = None,
+    block_size: int = BLOCK_SIZE,
 ) -> list[TransformResult]:
-    """Transform every ingestion batch not processed yet, oldest first (up to `up_to`)."""
+    """Transform every ingestion batch not processed yet, oldest first (up to `up_to`);
+    `block_size` is how many bytes of CSV are parsed at a time."""
     settings.require("ingestion_bucket", "processed_bucket")
     ingestion = ObjectStore(s3_client, settings.ingestion_bucket)
     processed = ObjectStore(s3_client, settings.processed_bucket)
@@ -199,7 +264,9 @@ def transform_pending(
             break
         manifest = ingestion.get_json(key)
         assert manifest is not None
-        result, state = transform_batch(ingestion, processed, manifest, state, batch_id, step)
+        result, state = transform_batch(
+            ingestion, processed, manifest, state, batch_id, step, block_size
+        )
         results.append(result)
         batch_id = next_id
     return results

@@ -23,7 +23,14 @@ from etl.csv_format import ARROW_TYPES
 from etl.tables import SOURCE_TABLES
 from etl.transform import dimensions, facts
 from etl.transform.dim_date import dim_date
-from etl.transform.versions import VERSION_SCHEMA, latest_versions, merge_current, unseen_versions
+from etl.transform.versions import (
+    VERSION_SCHEMA,
+    emitted_after,
+    fresh_versions,
+    latest_versions,
+    merge_current,
+    version_marks,
+)
 
 STATEFUL_TABLES = ("address", "department", "staff", "counterparty")
 FACT_SOURCES = {
@@ -31,6 +38,8 @@ FACT_SOURCES = {
     "purchase_order": ("fact_purchase_orders", facts.fact_purchase_orders),
     "payment": ("fact_payment", facts.fact_payment),
 }
+# each output row comes from one source row, so these are read and remodelled in chunks
+ROW_WISE_SOURCES = ("transaction", *FACT_SOURCES)
 
 
 def source_schema(table: str) -> pa.Schema:
@@ -64,16 +73,17 @@ def _ids(rows: pa.Table, column: str) -> pa.Array:
     )
 
 
-def remodel(
+def remodel_dimensions(
     batch: Mapping[str, pa.Table], state: TransformState
-) -> tuple[dict[str, pa.Table], TransformState]:
-    """Warehouse rows for one batch (only tables with rows) and the state after it."""
+) -> tuple[dict[str, pa.Table], dict[str, pa.Table]]:
+    """(the dimensions a batch changes, the current state after it), for every dimension
+    whose source is small enough to hold whole; the row-wise tables are RowRemodel's."""
     changes = {
         name: latest_versions(
             batch.get(name) or empty_source(name), SOURCE_TABLES[name].primary_key
         )
         for name in SOURCE_TABLES
-        if name not in FACT_SOURCES
+        if name not in ROW_WISE_SOURCES
     }
     current = {name: merge_current(state.current_of(name), changes[name], SOURCE_TABLES[name].primary_key)
                for name in STATEFUL_TABLES}  # fmt: skip
@@ -83,7 +93,6 @@ def remodel(
         "dim_design": dimensions.dim_design(changes["design"]),
         "dim_currency": dimensions.dim_currency(changes["currency"]),
         "dim_payment_type": dimensions.dim_payment_type(changes["payment_type"]),
-        "dim_transaction": dimensions.dim_transaction(changes["transaction"]),
     }
     counterparties = current["counterparty"]
     affected = pc.or_(
@@ -107,17 +116,52 @@ def remodel(
         ),
     )
     out["dim_staff"] = dimensions.dim_staff(staff.filter(affected), current["department"])
+    return out, current
 
-    emitted = dict(state.emitted)
-    fact_dates = []
-    for source, (target, build) in FACT_SOURCES.items():
-        rows = batch.get(source) or empty_source(source)
-        fresh, emitted[source] = unseen_versions(
-            rows, SOURCE_TABLES[source].primary_key, state.emitted_of(source)
-        )
-        out[target] = build(fresh)
-        fact_dates += [out[target].column(c) for c in facts.FACT_DATE_COLUMNS[target]]
-    out["dim_date"] = dim_date(fact_dates)
 
+@dataclass
+class RowRemodel:
+    """The tables built row by row from the large sources (transaction and the three fact
+    sources), fed one chunk of an extract at a time so memory never holds a whole table.
+    Chunks are checked against the emitted versions from before the batch."""
+
+    state: TransformState
+    marks: dict[str, list[pa.Table]] = field(default_factory=dict)
+    dates: list[pa.Array] = field(default_factory=list)
+
+    def rows(self, source: str, chunk: pa.Table) -> tuple[str, pa.Table]:
+        """(warehouse table, its rows implied by this chunk of `source`)."""
+        key = SOURCE_TABLES[source].primary_key
+        if source == "transaction":
+            return "dim_transaction", dimensions.dim_transaction(latest_versions(chunk, key))
+        target, build = FACT_SOURCES[source]
+        fresh = fresh_versions(chunk, key, self.state.emitted_of(source))
+        self.marks.setdefault(source, []).append(version_marks(fresh, key))
+        out = build(fresh)
+        self.dates += [
+            pc.unique(out.column(c).combine_chunks()) for c in facts.FACT_DATE_COLUMNS[target]
+        ]
+        return target, out
+
+    def dim_date(self) -> pa.Table:
+        return dim_date(self.dates)
+
+    def emitted(self) -> dict[str, pa.Table]:
+        return {
+            source: emitted_after(self.state.emitted_of(source), self.marks.get(source, []), source)
+            for source in FACT_SOURCES
+        }
+
+
+def remodel(
+    batch: Mapping[str, pa.Table], state: TransformState
+) -> tuple[dict[str, pa.Table], TransformState]:
+    """Warehouse rows for one batch held whole (only tables with rows) and the state after."""
+    out, current = remodel_dimensions(batch, state)
+    row_wise = RowRemodel(state)
+    for source in ROW_WISE_SOURCES:
+        target, rows = row_wise.rows(source, batch.get(source) or empty_source(source))
+        out[target] = rows
+    out["dim_date"] = row_wise.dim_date()
     produced = {name: table for name, table in out.items() if table.num_rows}
-    return produced, TransformState(current, emitted)
+    return produced, TransformState(current, row_wise.emitted())

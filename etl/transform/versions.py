@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from etl.errors import DataError
 from etl.tables import REPLICATION_KEY
 
 VERSION_SCHEMA = pa.schema(
@@ -48,15 +49,15 @@ def distinct_versions(table: pa.Table, key: str) -> pa.Table:
     return _first_of_each(table, [key, REPLICATION_KEY], newest_first=False)
 
 
-def unseen_versions(table: pa.Table, key: str, emitted: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """(versions newer than the newest already emitted for their key, emitted after these).
+def fresh_versions(table: pa.Table, key: str, emitted: pa.Table) -> pa.Table:
+    """The versions newer than the newest already emitted for their key.
 
     A row's versions only move forward in time, so anything at or before the emitted
     version of its key was delivered before (an overlap re-read or a full refresh).
     """
     table = distinct_versions(table, key)
     if table.num_rows == 0:
-        return table, emitted
+        return table
     ids = table.column(key).cast(pa.int64())
     marks = pa.table({"id": ids, "_row": pa.array(range(table.num_rows), pa.int64())})
     joined = marks.join(emitted, keys="id", join_type="left outer")
@@ -65,8 +66,30 @@ def unseen_versions(table: pa.Table, key: str, emitted: pa.Table) -> tuple[pa.Ta
     newer = pc.or_kleene(
         pc.is_null(emitted_at), pc.greater(table.column(REPLICATION_KEY), emitted_at)
     )
-    fresh = table.filter(pc.fill_null(newer, True))
-    fresh_marks = pa.table(
-        {"id": fresh.column(key).cast(pa.int64()), REPLICATION_KEY: fresh.column(REPLICATION_KEY)}
+    return table.filter(pc.fill_null(newer, True))
+
+
+def version_marks(rows: pa.Table, key: str) -> pa.Table:
+    """(id, last_updated) of each row: what the emitted state records."""
+    return pa.table(
+        {"id": rows.column(key).cast(pa.int64()), REPLICATION_KEY: rows.column(REPLICATION_KEY)},
+        schema=VERSION_SCHEMA,
     )
-    return fresh, merge_current(emitted, fresh_marks, "id")
+
+
+def emitted_after(emitted: pa.Table, marks: list[pa.Table], source: str) -> pa.Table:
+    """The emitted state once `marks` (from one extract, read in chunks) are delivered.
+
+    Chunks of one extract are each checked against the state before the extract, which is
+    right because a snapshot holds each key once; a version in two chunks would be
+    delivered twice, so it is refused here, before anything is published.
+    """
+    if not marks:
+        return emitted
+    delivered = pa.concat_tables(marks)
+    distinct = delivered.group_by(["id", REPLICATION_KEY]).aggregate([]).num_rows
+    if distinct != delivered.num_rows:
+        raise DataError(
+            f"{source}: the extract holds {delivered.num_rows - distinct} repeated row version(s)"
+        )
+    return merge_current(emitted, delivered, "id")
