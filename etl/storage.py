@@ -75,16 +75,11 @@ class ObjectStore:
 
     def get_bytes(self, key: str) -> bytes | None:
         """The object's bytes, or None when it does not exist."""
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=key)
-            body: bytes = response["Body"].read()
-            return body
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise self._fail("read", key, error) from error
-        except BotoCoreError as error:
-            raise self._fail("read", key, error) from error
+        reader = self.open(key)
+        if reader is None:
+            return None
+        with reader:
+            return reader.read()
 
     def open(self, key: str) -> ObjectReader | None:
         """A stream of the object's bytes that hashes as it is read, or None when absent:
@@ -144,6 +139,16 @@ class ObjectReader(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def readall(self) -> bytes:
+        """The rest of the body in one read (RawIOBase would loop over small reads)."""
+        try:
+            data: bytes = self._body.read()
+        except Exception as error:  # botocore and urllib3 both raise while streaming
+            raise self.store._fail("read", self.key, error) from error
+        self._digest.update(data)
+        self.size += len(data)
+        return data
 
     def readinto(self, buffer: Any) -> int:
         try:
