@@ -10,16 +10,15 @@ back; the next load retries it and ends exactly as if nothing had failed.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import psycopg
-import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from psycopg import sql
@@ -39,6 +38,7 @@ logger = logging.getLogger("etl.load")
 Connection = psycopg.Connection[tuple[Any, ...]]
 StepHook = Callable[[str], None]
 COPY_CHUNK_ROWS = 65_536
+DOWNLOAD_BUFFER = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,10 @@ class LoadResult:
 
 
 def stage(
-    conn: Connection, target: Target, table: WarehouseTable, data: pa.Table
+    conn: Connection, target: Target, table: WarehouseTable, data: pq.ParquetFile
 ) -> sql.Identifier:
-    """A temporary copy of the target's columns holding this batch's rows."""
+    """A temporary copy of the target's columns holding this batch's rows, copied one
+    record batch at a time."""
     staging = sql.Identifier(f"stage_{table.name}")
     conn.execute(
         sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
@@ -62,7 +63,7 @@ def stage(
         staging, target.columns(table)
     )
     with conn.cursor() as cur, cur.copy(copy_sql) as copy:
-        for index, chunk in enumerate(data.to_batches(max_chunksize=COPY_CHUNK_ROWS)):
+        for index, chunk in enumerate(data.iter_batches(batch_size=COPY_CHUNK_ROWS)):
             buffer = io.BytesIO()
             pacsv.write_csv(chunk, buffer, pacsv.WriteOptions(include_header=index == 0))
             copy.write(buffer.getvalue())
@@ -81,9 +82,10 @@ def upsert_dimension(
         ),
     )
     statement = sql.SQL(
-        "INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM {staging} ORDER BY {key}"
-        " ON CONFLICT ({key}) DO UPDATE SET {assign} WHERE {changed}"
-        " RETURNING (xmax = 0) AS inserted"
+        "WITH written AS (INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM {staging}"
+        " ORDER BY {key} ON CONFLICT ({key}) DO UPDATE SET {assign} WHERE {changed}"
+        " RETURNING (xmax = 0) AS inserted)"
+        " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written"
     ).format(
         target=target.table(table.name),
         cols=target.columns(table),
@@ -94,8 +96,9 @@ def upsert_dimension(
         ),
         changed=changed,
     )
-    flags = [row[0] for row in conn.execute(statement).fetchall()]
-    return {"inserted": sum(flags), "updated": len(flags) - sum(flags)}
+    counts = conn.execute(statement).fetchone()
+    assert counts is not None
+    return {"inserted": int(counts[0]), "updated": int(counts[1])}
 
 
 def insert_new_versions(
@@ -122,17 +125,24 @@ def insert_new_versions(
     return {"inserted": conn.execute(statement).rowcount, "updated": 0}
 
 
-def read_processed(processed: ObjectStore, entry: dict[str, Any]) -> pa.Table:
-    """A processed file, checked against the sha256 its manifest recorded."""
-    body = processed.get_bytes(entry["file"])
+def download_processed(
+    processed: ObjectStore, entry: dict[str, Any], into: IO[bytes]
+) -> pq.ParquetFile:
+    """A processed file, streamed to local disk (parquet is read from its footer, so it
+    needs a seekable file) and checked against the sha256 its manifest recorded."""
     source = f"s3://{processed.bucket}/{entry['file']}"
-    if body is None:
+    reader = processed.open(entry["file"])
+    if reader is None:
         raise EtlError(f"{source} is listed in its manifest but missing")
-    if hashlib.sha256(body).hexdigest() != entry["sha256"]:
+    with reader:
+        while chunk := reader.read(DOWNLOAD_BUFFER):
+            into.write(chunk)
+    if reader.sha256 != entry["sha256"]:
         raise EtlError(
             f"{source} does not match the sha256 in its manifest (changed after transform)"
         )
-    return pq.read_table(io.BytesIO(body))
+    into.seek(0)
+    return pq.ParquetFile(into)
 
 
 def load_batch(
@@ -157,10 +167,12 @@ def load_batch(
                 if entry is None:
                     continue
                 current = name
-                data = read_processed(processed, entry)
-                staging = stage(conn, target, table, data)
+                with tempfile.TemporaryFile() as local:
+                    data = download_processed(processed, entry, local)
+                    staging = stage(conn, target, table, data)
                 merge = upsert_dimension if table.kind == "dim" else insert_new_versions
-                tables[name] = {"staged": data.num_rows, **merge(conn, target, table, staging)}
+                staged = data.metadata.num_rows
+                tables[name] = {"staged": staged, **merge(conn, target, table, staging)}
                 step(f"table:{name}")
             current = "the ledger"
             seconds = time.perf_counter() - started
