@@ -2,7 +2,8 @@
 
 Settings come from flags, else the environment (TOTESYS_LOCAL_DIR, LOCAL_PG_PORT,
 LOCAL_S3_PORT, LOCAL_SMTP_PORT, TOTESYS_DB_URL). `seed` and `simulate` act on
-TOTESYS_DB_URL when it is set, otherwise on the running local stack.
+TOTESYS_DB_URL when it is set, otherwise on the running local stack. `simulate --follow`
+keeps totesys changing in real time (the docker-compose simulator service runs it).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from deploy.local.processes import ServiceStartError, is_alive
 from deploy.local.stack import LocalStack, StackEndpoints, StackPorts
 from deploy.totesys.seed import SeedError, SeedPlan, seed_totesys
-from deploy.totesys.simulate import SimulationPlan, simulate
+from deploy.totesys.simulate import SimulationPlan, follow, simulate
 
 DEFAULT_STATE_DIR = Path(".local/stack")
 
@@ -44,6 +45,15 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--replace", action="store_true", help="drop existing totesys tables first")
     sim = commands.add_parser("simulate", help="advance the totesys clock")
     sim.add_argument("--days", type=float, default=1.0)
+    sim.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep going in real time: every --interval seconds, simulate up to now (UTC)",
+    )
+    sim.add_argument("--interval", type=float, default=60.0, help="seconds between --follow rounds")
+    sim.add_argument(
+        "--rounds", type=int, help="stop --follow after this many rounds (default: never)"
+    )
     sim.add_argument("--rate", type=float, default=1.0, help="multiplies orders per weekday")
     sim.add_argument("--edits-per-weekday", type=float, default=SimulationPlan().edits_per_weekday)
     sim.add_argument("--seed", type=int, default=42)
@@ -125,7 +135,16 @@ def main(argv: list[str] | None = None) -> int:
             print(" ".join(f"{table}={count}" for table, count in counts.items()))
         elif args.command == "simulate":
             plan_sim = SimulationPlan(args.days, args.rate, args.edits_per_weekday, args.seed)
-            print(simulate(_source_url(stack), plan_sim).summary())
+            if args.follow:
+                rounds = follow(_source_url(stack), plan_sim, args.interval, args.rounds)
+                try:
+                    for report in rounds:
+                        if report.events.total():  # quiet rounds (nights, weekends): nothing
+                            print(report.summary(), flush=True)
+                except KeyboardInterrupt:  # Ctrl-C ends following; every event is committed
+                    pass
+            else:
+                print(simulate(_source_url(stack), plan_sim).summary())
         elif args.command == "airflow":
             run_airflow_standalone(stack)
     except (SeedError, ServiceStartError) as error:

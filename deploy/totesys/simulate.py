@@ -8,17 +8,20 @@ a staff member or a counterparty, bumping `last_updated`. Weekends are quiet.
 
 The clock starts at the newest timestamp already in the database. Each day's events come
 from a generator seeded with (seed, date), so the same seed gives the same history however
-the time is split into calls.
+the time is split into calls. `follow` keeps the database changing in real time: it
+repeatedly simulates from the clock up to the wall clock (UTC, as the source's naive
+timestamps are read).
 """
 
 from __future__ import annotations
 
 import math
 import random
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 from faker import Faker
@@ -237,18 +240,58 @@ class DayPlanner:
         return 1
 
 
+def _advance(
+    conn: Connection, plan: SimulationPlan, start: datetime, end: datetime
+) -> SimulationReport:
+    """Apply every event in (start, end], each committed on its own like the app."""
+    report = SimulationReport(start, end)
+    day = start.date()
+    while day <= end.date():
+        for event in DayPlanner(plan, day).events():
+            if start < event.at <= end:
+                with conn.transaction():
+                    report.events[event.kind] += event.apply(conn, event.at)
+        day += timedelta(days=1)
+    return report
+
+
 def simulate(url: str, plan: SimulationPlan) -> SimulationReport:
     """Apply every event in (clock, clock + days], each committed on its own like the app."""
     with psycopg.connect(url) as conn:
         start = clock_now(conn)
         conn.commit()
-        end = start + timedelta(days=plan.days)
-        report = SimulationReport(start, end)
-        day = start.date()
-        while day <= end.date():
-            for event in DayPlanner(plan, day).events():
-                if start < event.at <= end:
-                    with conn.transaction():
-                        report.events[event.kind] += event.apply(conn, event.at)
-            day += timedelta(days=1)
-    return report
+        return _advance(conn, plan, start, start + timedelta(days=plan.days))
+
+
+def simulate_until(url: str, plan: SimulationPlan, end: datetime) -> SimulationReport:
+    """Apply every event in (clock, end]; nothing when the clock already stands at `end` or
+    later (the report's window is then empty)."""
+    with psycopg.connect(url) as conn:
+        start = clock_now(conn)
+        conn.commit()
+        return _advance(conn, plan, start, max(start, end))
+
+
+def utc_now() -> datetime:
+    """The wall clock as the source's naive timestamps read it (UTC)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def follow(
+    url: str,
+    plan: SimulationPlan,
+    interval: float,
+    rounds: int | None = None,
+    now: Callable[[], datetime] = utc_now,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[SimulationReport]:
+    """Keep totesys changing in real time: each round applies the events from the clock up
+    to `now()`, with `interval` seconds between rounds. The first round catches up however
+    far the clock is behind; a clock ahead of `now()` (after `simulate --days`) waits for
+    it. Runs `rounds` rounds, or until the caller stops iterating. `plan.days` is unused."""
+    done = 0
+    while rounds is None or done < rounds:
+        if done:
+            sleep(interval)
+        yield simulate_until(url, plan, now())
+        done += 1

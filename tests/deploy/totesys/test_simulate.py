@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from deploy.local.__main__ import main as local_main
 from deploy.totesys.seed import SeedPlan, seed_totesys
-from deploy.totesys.simulate import SimulationPlan, SimulationReport, clock_now, simulate
+from deploy.totesys.simulate import (
+    SimulationPlan,
+    SimulationReport,
+    clock_now,
+    follow,
+    simulate,
+    utc_now,
+)
 from tests.deploy.totesys.catalog import content_digest
 
 PLAN = SimulationPlan(days=4, rate=1.0, edits_per_weekday=3, seed=11)
@@ -135,3 +145,69 @@ def test_same_seed_same_history(make_database: Callable[[str], str]) -> None:
         simulate(url, SimulationPlan(days=2, edits_per_weekday=2, seed=5))
 
     assert content_digest(urls[0]) == content_digest(urls[1])
+
+
+def clock_of(url: str) -> datetime:
+    with psycopg.connect(url) as conn:
+        return clock_now(conn)
+
+
+def test_following_in_rounds_applies_what_one_run_applies(
+    make_database: Callable[[str], str],
+) -> None:
+    followed, at_once = (make_database("sim_follow") for _ in range(2))
+    for url in (followed, at_once):
+        seed_totesys(url, SeedPlan(scale=0.02))
+    plan = SimulationPlan(days=3, edits_per_weekday=2, seed=7)
+    start = clock_of(followed)
+    ticks = iter([start + timedelta(days=1), start + timedelta(days=1), start + timedelta(days=3)])
+    slept: list[float] = []
+
+    reports = list(follow(followed, plan, 7.5, rounds=3, now=ticks.__next__, sleep=slept.append))
+
+    assert slept == [7.5, 7.5]  # between rounds, not after the last
+    first, repeat, last = reports
+    assert (first.start, first.end) == (start, start + timedelta(days=1))
+    assert first.events.total() > 0
+    assert repeat.start <= repeat.end == first.end
+    assert repeat.events.total() == 0  # the same window again applies nothing twice
+    assert last.end == start + timedelta(days=3)
+    applied = sum((report.events for report in reports), Counter[str]())
+    assert +applied == +simulate(at_once, plan).events
+    assert clock_of(followed) == clock_of(at_once)
+
+
+def test_follow_waits_while_the_clock_is_ahead_of_now(make_database: Callable[[str], str]) -> None:
+    url = make_database("sim_ahead")
+    seed_totesys(url, SeedPlan(scale=0.02))
+    start = clock_of(url)
+
+    (report,) = follow(url, SimulationPlan(), 60, rounds=1, now=lambda: start - timedelta(hours=1))
+
+    assert (report.start, report.end) == (start, start)
+    assert report.events.total() == 0
+    assert clock_of(url) == start
+
+
+def test_cli_follow_catches_up_to_the_wall_clock(
+    make_database: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    url = make_database("sim_cli_follow")
+    seed_totesys(url, SeedPlan(scale=0.02, as_of=utc_now().date() - timedelta(days=7)))
+    before = clock_of(url)
+    monkeypatch.setenv("TOTESYS_DB_URL", url)
+
+    code = local_main(
+        ["--state-dir", str(tmp_path), "simulate", "--follow", "--rounds", "1", "--interval", "0"]
+    )
+
+    assert code == 0
+    after = clock_of(url)
+    assert before < after <= utc_now()
+    assert after - before > timedelta(days=2)  # a week with 5 weekdays of orders caught up
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"simulated {before:%Y-%m-%d %H:%M:%S} -> ")
+    assert "sales_orders=" in printed
