@@ -26,14 +26,21 @@ def _call(mwaa: Any, name: str, method: str, path: str, **kwargs: Any) -> Any:
     return response.get("RestApiResponse")
 
 
+def unpause(mwaa: Any, name: str) -> None:
+    """A new DAG starts paused; with a private web server this is the way to start it."""
+    _call(mwaa, name, "PATCH", f"/dags/{DAG_ID}", Body={"is_paused": False})
+
+
 def trigger_run(mwaa: Any, name: str, conf: Mapping[str, Any]) -> str:
     """Start a manual run now (no logical date, as the UI's trigger does); its run id."""
     body = {"logical_date": None, "conf": dict(conf)}
     run = _call(mwaa, name, "POST", f"/dags/{DAG_ID}/dagRuns", Body=body)
+    if not isinstance(run, dict) or "dag_run_id" not in run:
+        raise DeployError(f"trigger on {name}: Airflow answered without a run id")
     return str(run["dag_run_id"])
 
 
 def recent_runs(mwaa: Any, name: str, limit: int = 5) -> list[dict[str, Any]]:
     found = _call(mwaa, name, "GET", f"/dags/{DAG_ID}/dagRuns",
                   QueryParameters={"limit": limit, "order_by": "-run_after"})  # fmt: skip
-    return list(found.get("dag_runs", []))
+    return list(found.get("dag_runs", [])) if isinstance(found, dict) else []

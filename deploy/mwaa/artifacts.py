@@ -55,17 +55,18 @@ def dag_artifacts(project_root: Path) -> list[Artifact]:
 
 
 def plugins_zip(project_root: Path) -> Artifact:
-    """The same plugins/ tree always gives the same bytes (fixed order, times and modes),
-    so an unchanged tree is not uploaded and MWAA sees no new version."""
+    """The same plugins/ tree always gives the same bytes (fixed order, times and modes, and
+    no compression, whose output can differ between zlib builds), so an unchanged tree is
+    not uploaded from any machine and MWAA sees no new version."""
     root = project_root / "plugins"
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for path in _files(root):
             entry = zipfile.ZipInfo(path.relative_to(root).as_posix(), date_time=ZIP_EPOCH)
-            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.compress_type = zipfile.ZIP_STORED
             entry.external_attr = 0o644 << 16
             entry.create_system = 3  # unix, whatever machine builds it
-            archive.writestr(entry, path.read_bytes(), compresslevel=9)
+            archive.writestr(entry, path.read_bytes())
     return Artifact(PLUGINS_KEY, buffer.getvalue())
 
 

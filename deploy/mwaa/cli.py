@@ -1,4 +1,4 @@
-"""python -m deploy mwaa [apply|status|trigger] --env-name NAME [options]
+"""python -m deploy mwaa [apply|status|trigger|unpause] --env-name NAME [options]
 
 apply (the default) provisions buckets, the execution role and connection secrets, ships
 the DAG, plugins.zip and requirements.txt, then creates or updates the MWAA environment and
@@ -24,14 +24,20 @@ from deploy.mwaa import airflow_api
 from deploy.mwaa.artifacts import dag_artifacts, plugins_zip, requirements
 from deploy.mwaa.aws import AwsClients, error_code, keep_request_bodies_out_of_logs
 from deploy.mwaa.buckets import ensure_bucket
-from deploy.mwaa.config import DEFAULT_AIRFLOW_VERSION, SECRETS_PREFIX, DeployConfig, DeployError
+from deploy.mwaa.config import (
+    DAG_ID,
+    DEFAULT_AIRFLOW_VERSION,
+    SECRETS_PREFIX,
+    DeployConfig,
+    DeployError,
+)
 from deploy.mwaa.environment import (
     ArtifactVersions,
     EnvironmentWaiter,
+    check_network,
     current_environment,
     desired_environment,
     ensure_environment,
-    require_network,
 )
 from deploy.mwaa.plan import Plan
 from deploy.mwaa.role import ensure_execution_role
@@ -49,7 +55,7 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m deploy mwaa", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument(
-        "command", nargs="?", default="apply", choices=["apply", "status", "trigger"]
+        "command", nargs="?", default="apply", choices=["apply", "status", "trigger", "unpause"]
     )
     parser.add_argument(
         "--env-name", default=env.get("MWAA_ENV_NAME", ""), help="MWAA environment name"
@@ -140,8 +146,7 @@ def apply(
     """Secrets first, so a missing value stops the run before anything is written."""
     account = str(clients.sts.get_caller_identity()["Account"])
     existing = current_environment(clients.mwaa, config.environment_name)
-    if existing is None:
-        require_network(config)
+    check_network(existing, config)
     ensure_connection_secrets(clients.secretsmanager, config, env, prompt, plan)
     for bucket in config.buckets:
         ensure_bucket(clients.s3, bucket, config.region, config.noncurrent_version_days, plan)
@@ -155,7 +160,10 @@ def apply(
         ),
     )
     desired = desired_environment(config, role_arn, versions)
-    ensure_environment(clients.mwaa, existing, desired, plan, waiter)
+    role_is_new = any(
+        c.resource.startswith("iam role") and c.action.startswith("create") for c in plan.changes
+    )
+    ensure_environment(clients.mwaa, existing, desired, plan, waiter, role_is_new)
     return plan
 
 
@@ -195,6 +203,10 @@ def main(
         clients = clients or AwsClients.for_region(config.region)
         if args.command == "status":
             return show_status(config, clients, say)
+        if args.command == "unpause":
+            airflow_api.unpause(clients.mwaa, config.environment_name)
+            say(f"{DAG_ID} is unpaused in {config.environment_name}")
+            return 0
         if args.command == "trigger":
             conf = {
                 "full_refresh": args.full_refresh,
@@ -216,5 +228,7 @@ def main(
         print(f"error: AWS refused {error.operation_name}: {error_code(error)}: "
               f"{error.response.get('Error', {}).get('Message', '')}", file=sys.stderr)  # fmt: skip
     except BotoCoreError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+    except OSError as error:  # e.g. a file of the project missing
+        print(f"error: {error.strerror}: {error.filename}", file=sys.stderr)
     return 1

@@ -6,6 +6,7 @@ Names derive from a prefix and the environment name, so two environments (e.g. `
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,9 @@ DEFAULT_AIRFLOW_VERSION = "3.0.6"
 DAG_ID = "totesys_etl"
 SECRETS_PREFIX = "airflow/connections"
 CONNECTION_IDS = ("totesys_db", "warehouse_db", "smtp_default")
+# what MWAA's API accepts as AirflowConfigurationOptions keys and values
+OPTION_KEY = re.compile(r"[a-z]+([a-z0-9._]*[a-z0-9_]+)?")
+OPTION_VALUE = re.compile(r"[ -~]{1,65536}")
 LOG_TYPES = ("DagProcessingLogs", "SchedulerLogs", "TaskLogs", "WebserverLogs", "WorkerLogs")
 
 
@@ -89,6 +93,10 @@ class DeployConfig:
             raise DeployError(
                 f"secrets prefix {self.secrets_prefix!r} must not start or end with '/'"
             )
-        for option in self.extra_options:
-            if option.count(".") != 1:
-                raise DeployError(f"option {option!r} must look like section.key")
+        for option, value in self.extra_options.items():
+            if not OPTION_KEY.fullmatch(option) or option.count(".") != 1:
+                raise DeployError(f"option {option!r} must look like section.key, in lower case")
+            if not OPTION_VALUE.fullmatch(value):
+                raise DeployError(
+                    f"option {option}: MWAA takes 1 to 65536 printable ASCII characters"
+                )

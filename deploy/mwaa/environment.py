@@ -7,18 +7,21 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from deploy.mwaa.artifacts import DAGS_PREFIX, PLUGINS_KEY, REQUIREMENTS_KEY
-from deploy.mwaa.aws import is_not_found
+from deploy.mwaa.aws import error_code, is_not_found
 from deploy.mwaa.config import LOG_TYPES, DeployConfig, DeployError
 from deploy.mwaa.plan import Plan
 
 SECRETS_BACKEND = "airflow.providers.amazon.aws.secrets.secrets_manager.SecretsManagerBackend"
 # aws_default is never looked up in Secrets Manager: on MWAA it is the execution role
 SKIP_AWS_DEFAULT = "^(?!aws_default$).*$"
+ROLE_PROPAGATION_ATTEMPTS = 8
+ROLE_PROPAGATION_SECONDS = 15.0
 BUSY = frozenset(
     {"CREATING", "UPDATING", "ROLLING_BACK", "PENDING", "CREATING_SNAPSHOT", "MAINTENANCE"}
 )
@@ -103,9 +106,6 @@ def differences(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[
     }
     network = current.get("NetworkConfiguration", {})
     wanted = desired["NetworkConfiguration"]
-    if wanted["SubnetIds"] and sorted(wanted["SubnetIds"]) != sorted(network.get("SubnetIds", [])):
-        raise DeployError("the subnets of an existing MWAA environment cannot change; "
-                          "keep them or create a new environment")  # fmt: skip
     groups = wanted["SecurityGroupIds"]
     if groups and sorted(groups) != sorted(network.get("SecurityGroupIds", [])):
         changed["NetworkConfiguration"] = {"SecurityGroupIds": groups}
@@ -114,11 +114,18 @@ def differences(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[
 
 def _comparable(current: Mapping[str, Any], field: str) -> Any:
     value = current.get(field)
+    if field == "AirflowConfigurationOptions" and value is not None:
+        return {key: _boolean_as_written(option) for key, option in value.items()}
     if field == "LoggingConfiguration" and value is not None:
         # get_environment adds each log group's ARN; compare what we set
         return {kind: {"Enabled": v.get("Enabled"), "LogLevel": v.get("LogLevel")}
                 for kind, v in value.items()}  # fmt: skip
     return value
+
+
+def _boolean_as_written(value: str) -> str:
+    """MWAA may hand back `true` for the `True` it was given; neither is a change."""
+    return value.capitalize() if value.lower() in ("true", "false") else value
 
 
 def current_environment(mwaa: Any, name: str) -> dict[str, Any] | None:
@@ -131,11 +138,20 @@ def current_environment(mwaa: Any, name: str) -> dict[str, Any] | None:
     return environment
 
 
-def require_network(config: DeployConfig) -> None:
-    """Checked before anything is written: creating an environment needs its network."""
-    if len(config.subnet_ids) != 2 or not config.security_group_ids:
+def check_network(current: Mapping[str, Any] | None, config: DeployConfig) -> None:
+    """Checked before anything is written: a new environment needs its network, and an
+    existing one cannot move to other subnets."""
+    if current is None:
+        if len(config.subnet_ids) != 2 or not config.security_group_ids:
+            raise DeployError(
+                "a new environment needs --subnet-ids (two private subnets) and --security-group-ids"
+            )
+        return
+    present = current.get("NetworkConfiguration", {}).get("SubnetIds", [])
+    if config.subnet_ids and sorted(config.subnet_ids) != sorted(present):
         raise DeployError(
-            "a new environment needs --subnet-ids (two private subnets) and --security-group-ids"
+            "the subnets of an existing MWAA environment cannot change; "
+            "keep them or create a new environment"
         )
 
 
@@ -145,19 +161,19 @@ def ensure_environment(
     desired: dict[str, Any],
     plan: Plan,
     waiter: EnvironmentWaiter,
+    role_is_new: bool = False,
 ) -> None:
     """`current` is what get_environment returned when the run began (None: absent)."""
     name = desired["Name"]
     resource = f"mwaa environment {name}"
     if current is None:
-        plan.change(
-            resource,
-            f"create (Airflow {desired['AirflowVersion']})",
-            mwaa.create_environment,
-            **desired,
-        )
+        started = datetime.now(UTC)
+        create = mwaa.create_environment
+        if role_is_new:
+            create = _retrying_while_role_propagates(create, waiter)
+        plan.change(resource, f"create (Airflow {desired['AirflowVersion']})", create, **desired)
         if not plan.dry_run:
-            waiter.wait(name, "create")
+            waiter.wait(name, "create", started)
         return
     if current.get("Status") in BUSY and not plan.dry_run:
         waiter.wait(name, "the running change")
@@ -168,7 +184,12 @@ def ensure_environment(
         )
     changed = differences(current, desired)
     if not changed:
+        last = current.get("LastUpdate", {})
+        if current.get("Status") != "AVAILABLE" or last.get("Status") not in (None, "SUCCESS"):
+            waiter.say(f"note: {resource} is {current.get('Status')}, last update "
+                       f"{last.get('Status', '-')}: {_reason(current)}")  # fmt: skip
         return
+    started = datetime.now(UTC)
     plan.change(
         resource,
         f"update {', '.join(sorted(changed))}",
@@ -177,7 +198,31 @@ def ensure_environment(
         **changed,
     )
     if not plan.dry_run:
-        waiter.wait(name, "update")
+        waiter.wait(name, "update", started)
+
+
+def _retrying_while_role_propagates(
+    create: Callable[..., Any], waiter: EnvironmentWaiter
+) -> Callable[..., Any]:
+    """IAM is eventually consistent: MWAA may not see a role made seconds ago yet."""
+
+    def call(**kwargs: Any) -> Any:
+        for attempt in range(ROLE_PROPAGATION_ATTEMPTS):
+            try:
+                return create(**kwargs)
+            except ClientError as error:
+                if (
+                    error_code(error) != "ValidationException"
+                    or attempt == ROLE_PROPAGATION_ATTEMPTS - 1
+                ):
+                    raise
+                waiter.say(
+                    f"  the new execution role is not visible to MWAA yet; retrying ({error_code(error)})"
+                )
+                waiter.sleep(ROLE_PROPAGATION_SECONDS)
+        raise AssertionError("unreachable")
+
+    return call
 
 
 @dataclass
@@ -191,22 +236,28 @@ class EnvironmentWaiter:
     poll_seconds: float = 30.0
     timeout_seconds: float = 3 * 3600.0
 
-    def wait(self, name: str, what: str) -> dict[str, Any]:
+    def wait(self, name: str, what: str, started: datetime | None = None) -> dict[str, Any]:
+        """`started`: when our create/update was sent. Until MWAA shows it (a busy status, or
+        a LastUpdate from then on), a settled reading is the state from before, not ours."""
         waited = 0.0
+        ours_seen = started is None
         while True:
             environment = current_environment(self.mwaa, name)
             if environment is None:
                 raise DeployError(f"mwaa environment {name} disappeared while waiting for {what}")
             status = str(environment.get("Status"))
             self.say(f"  {name}: {status} after {_minutes(waited)}")
-            if status == "AVAILABLE":
+            ours_seen = ours_seen or status in BUSY or _updated_since(environment, started)
+            if not ours_seen:
+                pass
+            elif status == "AVAILABLE":
                 last = environment.get("LastUpdate", {})
                 if what == "update" and last.get("Status") == "FAILED":
                     raise DeployError(
                         f"update of {name} failed and was rolled back: {_reason(environment)}"
                     )
                 return environment
-            if status in FAILED:
+            elif status in FAILED:
                 raise DeployError(f"{what} of {name} ended {status}: {_reason(environment)}")
             if waited >= self.timeout_seconds:
                 raise DeployError(
@@ -214,6 +265,11 @@ class EnvironmentWaiter:
                 )
             self.sleep(self.poll_seconds)
             waited += self.poll_seconds
+
+
+def _updated_since(environment: Mapping[str, Any], started: datetime | None) -> bool:
+    created = environment.get("LastUpdate", {}).get("CreatedAt")
+    return started is not None and isinstance(created, datetime) and created >= started
 
 
 def _reason(environment: Mapping[str, Any]) -> str:

@@ -162,3 +162,14 @@ def as_get_environment(created: dict[str, Any], status: str, **extra: Any) -> di
 def not_found(stub: Stubber) -> None:
     stub.add_client_error("get_environment", service_error_code="ResourceNotFoundException",
                           service_message="Environment not found", http_status_code=404)  # fmt: skip
+
+
+def expect_create(deployment: Deployment) -> None:
+    """MWAA will say: absent, created, CREATING, then AVAILABLE."""
+    stub, name = deployment.stub, deployment.env_name
+    not_found(stub)
+    stub.add_response(
+        "create_environment", {"Arn": f"arn:aws:airflow:{REGION}:123456789012:environment/{name}"}
+    )
+    stub.add_response("get_environment", {"Environment": {"Name": name, "Status": "CREATING"}})
+    stub.add_response("get_environment", {"Environment": {"Name": name, "Status": "AVAILABLE"}})

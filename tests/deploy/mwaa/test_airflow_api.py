@@ -59,3 +59,14 @@ def test_status_of_a_missing_environment_exits_1(deployment: Deployment) -> None
     not_found(deployment.stub)
     assert deployment.run("status") == 1
     assert deployment.output == [f"mwaa environment {deployment.env_name} does not exist"]
+
+
+def test_unpause_patches_the_dag(deployment: Deployment) -> None:
+    deployment.stub.add_response(
+        "invoke_rest_api",
+        {"RestApiStatusCode": 200, "RestApiResponse": {"dag_id": "totesys_etl", "is_paused": False}},
+        expected_params={"Name": deployment.env_name, "Method": "PATCH", "Path": "/dags/totesys_etl",
+                         "Body": {"is_paused": False}},
+    )  # fmt: skip
+    assert deployment.run("unpause") == 0
+    assert deployment.output == [f"totesys_etl is unpaused in {deployment.env_name}"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from tests.deploy.mwaa.conftest import (
     SUBNETS,
     Deployment,
     as_get_environment,
+    expect_create,
     not_found,
 )
 
@@ -25,16 +27,7 @@ LOG_TYPES = {"DagProcessingLogs", "SchedulerLogs", "TaskLogs", "WebserverLogs", 
 def first_apply(deployment: Deployment) -> dict[str, Any]:
     """Create everything; return the create_environment arguments MWAA received."""
     stub = deployment.stub
-    not_found(stub)
-    stub.add_response(
-        "create_environment", {"Arn": "arn:aws:airflow:eu-west-2:123456789012:environment/x"}
-    )
-    stub.add_response(
-        "get_environment", {"Environment": {"Name": deployment.env_name, "Status": "CREATING"}}
-    )
-    stub.add_response(
-        "get_environment", {"Environment": {"Name": deployment.env_name, "Status": "AVAILABLE"}}
-    )
+    expect_create(deployment)
     assert deployment.run() == 0, deployment.output
     stub.assert_no_pending_responses()
     (created,) = deployment.sent["CreateEnvironment"]
@@ -289,3 +282,176 @@ def test_no_secret_value_reaches_output_logs_or_s3(
         SecretId=f"{deployment.secrets_prefix}/smtp_default"
     )
     assert json.loads(stored["SecretString"])["password"] == "S3cr3t-rotated-pw"
+
+
+def test_a_failed_create_exits_non_zero_with_the_reason(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stub, name = deployment.stub, deployment.env_name
+    not_found(stub)
+    stub.add_response(
+        "create_environment", {"Arn": f"arn:aws:airflow:eu-west-2:123456789012:environment/{name}"}
+    )
+    stub.add_response("get_environment", {"Environment": {"Name": name, "Status": "CREATING"}})
+    error = {"ErrorCode": "VPC_ERROR", "ErrorMessage": "subnets have no route to NAT"}
+    failed = {
+        "Name": name,
+        "Status": "CREATE_FAILED",
+        "LastUpdate": {"Status": "FAILED", "Error": error},
+    }
+    stub.add_response("get_environment", {"Environment": failed})
+
+    assert deployment.run() == 1
+    assert capsys.readouterr().err == (
+        f"error: create of {name} ended CREATE_FAILED: VPC_ERROR: subnets have no route to NAT\n"
+    )
+
+
+def test_a_new_role_not_yet_visible_to_mwaa_is_retried(deployment: Deployment) -> None:
+    stub, name = deployment.stub, deployment.env_name
+    not_found(stub)
+    stub.add_client_error("create_environment", service_error_code="ValidationException",
+                          service_message="Unable to assume the execution role", http_status_code=400)  # fmt: skip
+    stub.add_response(
+        "create_environment", {"Arn": f"arn:aws:airflow:eu-west-2:123456789012:environment/{name}"}
+    )
+    stub.add_response("get_environment", {"Environment": {"Name": name, "Status": "CREATING"}})
+    stub.add_response("get_environment", {"Environment": {"Name": name, "Status": "AVAILABLE"}})
+
+    assert deployment.run() == 0
+    stub.assert_no_pending_responses()
+    assert len(deployment.sent["CreateEnvironment"]) == 2
+    assert any("not visible to MWAA yet" in line for line in deployment.output)
+
+
+def test_changed_plugins_pass_their_new_version_and_nothing_else(deployment: Deployment) -> None:
+    created = first_apply(deployment)
+    module = deployment.project / "plugins" / "totesys_airflow" / "alerts.py"
+    module.write_text(module.read_text() + "\n# changed\n")
+    stub = deployment.stub
+    stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
+    stub.add_response(
+        "update_environment", {"Arn": "arn:aws:airflow:eu-west-2:123456789012:environment/x"}
+    )
+    stub.add_response("get_environment", as_get_environment(created, "UPDATING"))
+    stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
+
+    assert deployment.run() == 0
+    (update,) = deployment.sent["UpdateEnvironment"]
+    assert update == {
+        "Name": deployment.env_name,
+        "PluginsS3ObjectVersion": deployment.current_version("plugins.zip"),
+    }
+    assert update["PluginsS3ObjectVersion"] != created["PluginsS3ObjectVersion"]
+
+
+def test_a_new_security_group_is_the_only_network_update(deployment: Deployment) -> None:
+    created = first_apply(deployment)
+    created["NetworkConfiguration"] = {"SubnetIds": list(SUBNETS), "SecurityGroupIds": ["sg-0old"]}
+    stub = deployment.stub
+    stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
+    stub.add_response(
+        "update_environment", {"Arn": "arn:aws:airflow:eu-west-2:123456789012:environment/x"}
+    )
+    stub.add_response("get_environment", as_get_environment(created, "UPDATING"))
+    stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
+
+    assert deployment.run() == 0
+    (update,) = deployment.sent["UpdateEnvironment"]
+    assert update == {
+        "Name": deployment.env_name,
+        "NetworkConfiguration": {"SecurityGroupIds": [SECURITY_GROUP]},
+    }
+
+
+def test_an_environment_busy_when_apply_starts_is_waited_for(deployment: Deployment) -> None:
+    created = first_apply(deployment)
+    stub = deployment.stub
+    stub.add_response("get_environment", as_get_environment(created, "UPDATING"))
+    stub.add_response("get_environment", as_get_environment(created, "UPDATING"))
+    stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
+    stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
+
+    assert deployment.run() == 0
+    stub.assert_no_pending_responses()
+    assert "UpdateEnvironment" not in deployment.sent
+    assert deployment.output[-1] == "no changes: everything is already as it should be"
+
+
+def test_a_stale_reading_right_after_an_update_is_not_taken_for_its_result(
+    deployment: Deployment,
+) -> None:
+    created = first_apply(deployment)
+    old_failure = {"Status": "FAILED", "CreatedAt": datetime(2026, 1, 1, tzinfo=UTC),
+                   "Error": {"ErrorCode": "OLD", "ErrorMessage": "an update months ago"}}  # fmt: skip
+    requirements = deployment.project / "requirements.txt"
+    requirements.write_text(requirements.read_text() + "tenacity==9.1.2\n")
+    stub = deployment.stub
+    stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
+    stub.add_response(
+        "update_environment", {"Arn": "arn:aws:airflow:eu-west-2:123456789012:environment/x"}
+    )
+    # MWAA's first answer after update_environment can still describe the previous update
+    stub.add_response(
+        "get_environment", as_get_environment(created, "AVAILABLE", LastUpdate=old_failure)
+    )
+    stub.add_response("get_environment", as_get_environment(created, "UPDATING"))
+    stub.add_response(
+        "get_environment",
+        as_get_environment(created, "AVAILABLE", LastUpdate={"Status": "SUCCESS"}),
+    )
+
+    assert deployment.run() == 0
+    stub.assert_no_pending_responses()
+
+
+def test_statements_and_rules_of_other_tooling_survive_and_cause_no_churn(
+    deployment: Deployment,
+) -> None:
+    s3, bucket = deployment.clients.s3, deployment.source_bucket
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
+    audit = {"Sid": "AuditRead", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+             "Action": "s3:GetBucketLocation", "Resource": f"arn:aws:s3:::{bucket}"}  # fmt: skip
+    s3.put_bucket_policy(
+        Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [audit]})
+    )
+    archive = {"ID": "archive-logs", "Status": "Enabled", "Filter": {"Prefix": "logs/"},
+               "Expiration": {"Days": 90}}  # fmt: skip
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket, LifecycleConfiguration={"Rules": [archive]}
+    )
+    created = first_apply(deployment)
+
+    statements = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]
+    assert [s["Sid"] for s in statements] == ["AuditRead", "DenyInsecureTransport"]
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert sorted(rule["ID"] for rule in rules) == ["archive-logs", "expire-old-versions"]
+    deployment.stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
+    assert deployment.run() == 0
+    assert deployment.output[-1] == "no changes: everything is already as it should be"
+
+
+@pytest.mark.parametrize(("option", "error"), [
+    ("core.Parallelism=4", "error: option 'core.Parallelism' must look like section.key, in lower case\n"),
+    ("totesys.ingest_schedule=",
+     "error: option totesys.ingest_schedule: MWAA takes 1 to 65536 printable ASCII characters\n"),
+    ("no-equals-sign", "error: --option 'no-equals-sign' must look like section.key=value\n"),
+])  # fmt: skip
+def test_a_bad_airflow_option_is_refused_before_anything_is_written(
+    deployment: Deployment, option: str, error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert deployment.run("--option", option) == 1
+    assert capsys.readouterr().err == error
+    assert deployment.sent == {}
+
+
+def test_a_missing_project_file_is_one_line(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (deployment.project / "requirements.txt").unlink()
+    not_found(deployment.stub)
+    assert deployment.run() == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: No such file or directory: ") and error.endswith(
+        "requirements.txt\n"
+    )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from typing import Any
 
 from deploy.mwaa.config import DeployConfig
 from deploy.mwaa.role import execution_policy
+from tests.conftest import REPO_ROOT
 
 ACCOUNT = "123456789012"
 CONFIG = DeployConfig("prod", region="eu-west-2")
@@ -66,3 +69,46 @@ def test_secrets_logs_and_metrics_are_named() -> None:
         == f"arn:aws:airflow:eu-west-2:{ACCOUNT}:environment/prod"
     )
     assert by_sid["PublishMetrics"]["Action"] == "airflow:PublishMetrics"
+
+
+# every S3 call the pipeline makes -> (IAM action, whether it acts on an object or the bucket)
+PIPELINE_S3_CALLS = {
+    "put_object": ("s3:PutObject", "object"),
+    "create_multipart_upload": ("s3:PutObject", "object"),
+    "upload_part": ("s3:PutObject", "object"),
+    "complete_multipart_upload": ("s3:PutObject", "object"),
+    "abort_multipart_upload": ("s3:AbortMultipartUpload", "object"),
+    "get_object": ("s3:GetObject", "object"),
+    "delete_object": ("s3:DeleteObject", "object"),
+    "head_bucket": ("s3:ListBucket", "bucket"),
+    "get_paginator": ("s3:ListBucket", "bucket"),  # list_objects_v2
+}
+
+
+def test_every_s3_call_of_the_pipeline_is_allowed_on_both_data_buckets() -> None:
+    used = set()
+    for path in (REPO_ROOT / "etl").rglob("*.py"):
+        used |= set(re.findall(r"client\.([a-z_0-9]+)\(", path.read_text()))
+    assert used and used <= set(PIPELINE_S3_CALLS), (
+        f"unmapped S3 calls: {used - set(PIPELINE_S3_CALLS)}"
+    )
+    for call in used:
+        action, kind = PIPELINE_S3_CALLS[call]
+        for bucket in ("totesys-prod-ingestion", "totesys-prod-processed"):
+            resource = f"arn:aws:s3:::{bucket}" + ("/some/key.csv" if kind == "object" else "")
+            assert _allowed(action, resource), (call, bucket)
+    assert not _allowed("s3:PutObject", "arn:aws:s3:::airflow-totesys-prod-source/dags/x.py")
+
+
+def _allowed(action: str, resource: str) -> bool:
+    """IAM's evaluation for this identity policy: an explicit Deny wins, else any Allow."""
+    verdicts = [
+        statement["Effect"]
+        for statement in _statements()
+        if any(fnmatch.fnmatchcase(action, pattern) for pattern in _as_list(statement["Action"]))
+        and "Resource" in statement
+        and any(
+            fnmatch.fnmatchcase(resource, pattern) for pattern in _as_list(statement["Resource"])
+        )
+    ]
+    return "Allow" in verdicts and "Deny" not in verdicts

@@ -10,7 +10,7 @@ import pytest
 from deploy.local.stack import MOTO_CREDENTIALS
 from deploy.mwaa.config import DeployConfig
 from deploy.mwaa.environment import airflow_options
-from tests.deploy.mwaa.conftest import SECRET_ENV, Deployment, not_found
+from tests.deploy.mwaa.conftest import SECRET_ENV, Deployment, expect_create, not_found
 
 
 def _backend(deployment: Deployment, kwargs_json: str) -> object:
@@ -30,11 +30,7 @@ def _backend(deployment: Deployment, kwargs_json: str) -> object:
 def test_airflow_reads_the_connections_and_never_looks_up_aws_default(
     deployment: Deployment,
 ) -> None:
-    not_found(deployment.stub)
-    deployment.stub.add_response(
-        "create_environment", {"Arn": "arn:aws:airflow:eu-west-2:123456789012:environment/x"}
-    )
-    deployment.stub.add_response("get_environment", {"Environment": {"Status": "AVAILABLE"}})
+    expect_create(deployment)
     assert deployment.run() == 0
     options = deployment.sent["CreateEnvironment"][0]["AirflowConfigurationOptions"]
     # a secret named like aws_default exists, yet MWAA's own aws_default (the role) must win
@@ -87,11 +83,7 @@ def test_values_typed_at_the_prompt_are_stored_and_never_echoed(deployment: Depl
         asked.append(question)
         return typed[question.split(" ")[0]]
 
-    not_found(deployment.stub)
-    deployment.stub.add_response(
-        "create_environment", {"Arn": "arn:aws:airflow:eu-west-2:123456789012:environment/x"}
-    )
-    deployment.stub.add_response("get_environment", {"Environment": {"Status": "AVAILABLE"}})
+    expect_create(deployment)
     argv = ["--env-name", deployment.env_name, "--project-root", str(deployment.project),
             "--secrets-prefix", deployment.secrets_prefix,
             "--subnet-ids", ",".join(SUBNETS), "--security-group-ids", SECURITY_GROUP]  # fmt: skip
