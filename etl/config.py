@@ -68,6 +68,13 @@ class Settings:
         default_factory=WarehouseNames
     )  # prepared-warehouse names
 
+    def __post_init__(self) -> None:
+        # here, not in from_env: the DAG fills Settings from its own options
+        if not IDENTIFIER.match(self.warehouse_schema):
+            raise ConfigError(
+                f"WAREHOUSE_SCHEMA {self.warehouse_schema!r} is not a plain identifier"
+            )
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         def secret(name: str) -> Secret | None:
@@ -84,8 +91,6 @@ class Settings:
             ) from None
         tables = env.get("TOTESYS_TABLES", "")
         schema = env.get("WAREHOUSE_SCHEMA", "").strip() or "public"
-        if not IDENTIFIER.match(schema):
-            raise ConfigError(f"WAREHOUSE_SCHEMA {schema!r} is not a plain identifier")
         return cls(
             totesys_db_url=secret("TOTESYS_DB_URL"),
             warehouse_db_url=secret("WAREHOUSE_DB_URL"),

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from psycopg import sql
 
+from etl.drift import column_drift
 from etl.errors import SchemaDriftError
 from etl.tables import Column, SourceTable
 
@@ -83,21 +84,9 @@ def iter_extract(
 
 
 def _check_header(header: list[str], table: SourceTable, source: str) -> None:
-    expected = list(table.column_names)
-    if header == expected:
-        return
-    missing = [c for c in expected if c not in header]
-    extra = [c for c in header if c not in expected]
-    detail = "; ".join(
-        part
-        for part in (
-            f"missing column(s) {', '.join(missing)}" if missing else "",
-            f"unexpected column(s) {', '.join(extra)}" if extra else "",
-            "columns out of order" if not missing and not extra else "",
-        )
-        if part
-    )
-    raise SchemaDriftError(f"{table.name}: {detail} in {source}")
+    detail = column_drift(list(table.column_names), header)
+    if detail:
+        raise SchemaDriftError(f"{table.name}: {detail} in {source}")
 
 
 def _check_not_null(parsed: pa.Table, table: SourceTable, source: str) -> None:

@@ -3,9 +3,10 @@
 Order is the guarantee: data files first, the manifest (the completion marker readers and
 the DAG's sensor wait for) second, the watermark state last. A batch that fails before its
 manifest leaves no manifest and an untouched watermark, so the next run extracts the same
-changes again under a new batch id; files of the failed batch are referenced by no
-manifest and so are invisible to readers. A failure after the manifest but before the
-state is recovered from the manifest, which carries the bookmarks.
+changes again under a new batch id, after removing the failed batch's files (a killed
+process cannot tidy up, and Athena/Glue read partitions, not manifests). A failure after
+the manifest but before the state is recovered from the manifest, which carries the
+bookmarks.
 
 All tables are read in one REPEATABLE READ snapshot, so a batch is consistent across
 tables (an order, its transaction and its payment arrive together).
@@ -66,6 +67,31 @@ def load_state(store: ObjectStore) -> IngestState:
     return state
 
 
+def remove_unfinished_batches(store: ObjectStore, last_complete: str | None) -> int:
+    """Delete the extracts of batches after the newest complete one: attempts that died
+    before their manifest (a killed process cannot tidy up). Manifest readers never see
+    them, but Athena/Glue read every file of a partition and would count those rows twice.
+    One ingest runs at a time (the DAG's max_active_runs=1), so none of them is in flight."""
+    removed = 0
+    for table in ALL_TABLES:
+        after = layout.extract_key(table, last_complete) if last_complete else ""
+        for key in list(store.keys(f"{table}/", start_after=after)):
+            if _is_extract(table, key):  # anything else under the prefix is not ours
+                store.delete(key)
+                removed += 1
+    if removed:
+        log_event(logger, "unfinished_batch_files_removed", files=removed, after=last_complete)
+    return removed
+
+
+def _is_extract(table: str, key: str) -> bool:
+    batch_id = key.rsplit("/", 1)[-1].removeprefix(f"{table}-").removesuffix(".csv")
+    try:
+        return key == layout.extract_key(table, batch_id)
+    except ValueError:  # not a batch id
+        return False
+
+
 def ingest(
     settings: Settings,
     s3_client: Any,
@@ -93,6 +119,7 @@ def ingest(
         covering = layout.manifest_key(state.batch_id)
         return IngestResult(batch_id, covering, {"batch_id": batch_id, "tables": {}}, reason)
 
+    remove_unfinished_batches(store, state.batch_id)
     never_extracted = [t for t in ALL_TABLES if t not in state.bookmarks]
     if never_extracted and set(settings.tables) != set(ALL_TABLES):
         # facts would reference dimensions the warehouse has never received

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import psycopg
+import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from psycopg import sql
@@ -26,7 +27,8 @@ from psycopg import sql
 from etl import layout
 from etl.config import Settings
 from etl.database import connect
-from etl.errors import EtlError, one_line
+from etl.drift import column_drift
+from etl.errors import EtlError, SchemaDriftError, one_line
 from etl.load import ledger
 from etl.load.target import Target
 from etl.logs import log_event
@@ -145,6 +147,21 @@ def download_processed(
     return pq.ParquetFile(into)
 
 
+def check_columns(table: WarehouseTable, schema: pa.Schema, source: str) -> None:
+    """COPY matches columns by position, so a processed file whose columns are renamed,
+    reordered or retyped would load into the wrong columns without a word: refuse it,
+    naming table and column, before anything is written."""
+    detail = column_drift(list(table.columns), schema.names)
+    if detail:
+        raise SchemaDriftError(f"{table.name}: {detail} in {source}")
+    for field in table.schema:
+        found = schema.field(field.name).type
+        if found != field.type:
+            raise SchemaDriftError(
+                f"{table.name}.{field.name}: type {found}, expected {field.type} in {source}"
+            )
+
+
 def load_batch(
     conn: Connection,
     target: Target,
@@ -169,6 +186,9 @@ def load_batch(
                 current = name
                 with tempfile.TemporaryFile() as local:
                     data = download_processed(processed, entry, local)
+                    check_columns(
+                        table, data.schema_arrow, f"s3://{processed.bucket}/{entry['file']}"
+                    )
                     staging = stage(conn, target, table, data)
                 merge = upsert_dimension if table.kind == "dim" else insert_new_versions
                 staged = data.metadata.num_rows

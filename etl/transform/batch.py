@@ -232,8 +232,10 @@ def transform_batch(
     step("manifest_written")
     processed.put_json(STATE_KEY, {"batch_id": batch_id})
     step("state_written")
-    if previous_batch_id:
-        for key in list(processed.keys(f"{SNAPSHOT_PREFIX}{previous_batch_id}/")):
+    # every other snapshot, not only the previous batch's: a run killed after its manifest
+    # but before this point left its own predecessor's behind
+    for key in list(processed.keys(SNAPSHOT_PREFIX)):
+        if not key.startswith(f"{SNAPSHOT_PREFIX}{batch_id}/"):
             processed.delete(key)
     log_event(logger, "batch_transformed", batch_id=batch_id, rows=sum(t["rows"] for t in tables.values()),
               seconds=document["seconds"])  # fmt: skip

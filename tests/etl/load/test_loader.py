@@ -3,23 +3,29 @@ every batch lands exactly once, and failures roll back and converge."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from deploy.totesys.expectations import Row, calendar, current_dimensions, current_fact_versions
 from deploy.totesys.simulate import SimulationPlan, simulate
 from etl.config import Secret, Settings
 from etl.errors import EtlError, SchemaDriftError
+from etl.ingest import ingest
 from etl.load.loader import init_warehouse, load_pending
 from etl.load.names import WarehouseNames
 from etl.pipeline import run_cycle
+from etl.storage import ObjectStore
+from etl.transform.batch import transform_pending
 from tests.etl.load import warehouse_rows
 from tests.etl.load.test_target import spec_warehouse
 from tests.faults import InjectedCrash, crash_at
-from tests.warehouse_expectations import Row, calendar, current_dimensions, current_fact_versions
 
 
 def source(settings: Settings) -> str:
@@ -197,3 +203,69 @@ def test_a_mismatched_prepared_warehouse_fails_before_writing_anything(
     facts = current_fact_versions(source(settings))
     assert set(warehouse_rows.rows(mapped, "fact_purchase_orders")) == facts["fact_purchase_orders"]
     assert loaded.tables["fact_purchase_orders"]["inserted"] == len(facts["fact_purchase_orders"])
+
+
+def rewrite_processed(
+    s3: Any, bucket: str, manifest_key: str, table: str, edit: Callable[[pa.Table], pa.Table]
+) -> str:
+    """Replace a processed file with an edited copy and record its checksum in the manifest,
+    as a transform that wrote the wrong shape would: only load's own check stands in the way."""
+    store = ObjectStore(s3, bucket)
+    manifest: dict[str, Any] = store.get_json(manifest_key) or {}
+    entry = manifest["tables"][table]
+    edited = edit(pq.read_table(io.BytesIO(store.get_bytes(entry["file"]) or b"")))
+    buffer = io.BytesIO()
+    pq.write_table(edited, buffer)
+    written = store.put_bytes(entry["file"], buffer.getvalue())
+    entry.update(bytes=written.bytes, sha256=written.sha256, columns=edited.column_names)
+    store.put_json(manifest_key, manifest)
+    return str(entry["file"])
+
+
+def rename_paid(data: pa.Table) -> pa.Table:
+    return data.rename_columns(["is_paid" if c == "paid" else c for c in data.column_names])
+
+
+def swap_currency_and_payment_type(data: pa.Table) -> pa.Table:
+    names = data.column_names
+    i, j = names.index("currency_id"), names.index("payment_type_id")
+    order = list(range(len(names)))
+    order[i], order[j] = j, i
+    return data.select(order)
+
+
+def amount_as_float(data: pa.Table) -> pa.Table:
+    index = data.column_names.index("payment_amount")
+    return data.set_column(index, "payment_amount", data.column(index).cast(pa.float64()))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            rename_paid,
+            r"fact_payment: missing column\(s\) paid; unexpected column\(s\) is_paid in s3://",
+        ),
+        (swap_currency_and_payment_type, r"fact_payment: columns out of order in s3://"),
+        (
+            amount_as_float,
+            r"fact_payment\.payment_amount: type double, expected decimal128\(10, 2\)",
+        ),
+    ],
+)
+def test_a_processed_file_with_a_wrong_column_fails_naming_it_and_writes_nothing(
+    settings: Settings, s3: Any, edit: Callable[[pa.Table], pa.Table], message: str
+) -> None:
+    # Found writing the bad-input checks: COPY matches columns by position, so a renamed,
+    # swapped or retyped column loaded silently (a swap of two int columns even kept every
+    # foreign key valid) or failed on some unrelated value.
+    init_warehouse(settings)
+    ingest(settings, s3)
+    [batch] = transform_pending(settings, s3)
+    rewrite_processed(s3, settings.processed_bucket, batch.manifest_key, "fact_payment", edit)
+
+    with pytest.raises(SchemaDriftError, match=message):
+        load_pending(settings, s3)
+
+    assert warehouse_rows.ledger(settings) == []
+    assert all(warehouse_rows.rows(settings, t) == [] for t in ("dim_date", "fact_payment"))

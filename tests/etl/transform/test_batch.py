@@ -11,16 +11,16 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 
+from deploy.totesys.expectations import Row, calendar, current_dimensions, current_fact_versions
 from deploy.totesys.simulate import SimulationPlan, simulate
 from etl import layout
 from etl.config import Settings
 from etl.errors import EtlError, SchemaDriftError
 from etl.ingest import ingest
 from etl.storage import ObjectStore
-from etl.transform.batch import STATE_KEY, transform_pending
+from etl.transform.batch import SNAPSHOT_PREFIX, STATE_KEY, transform_pending
 from etl.warehouse import WAREHOUSE_TABLES
 from tests.faults import InjectedCrash, crash_at
-from tests.warehouse_expectations import Row, calendar, current_dimensions, current_fact_versions
 
 
 def processed_rows(settings: Settings, s3: Any) -> dict[str, list[list[Row]]]:
@@ -162,3 +162,26 @@ def test_a_crash_after_the_manifest_is_recovered_without_redoing_the_batch(
     ingest(settings, s3)
     [next_batch] = transform_pending(settings, s3)
     assert next_batch.rows.get("fact_sales_order", 0) > 0
+
+
+def test_a_crash_after_the_manifest_leaves_no_stale_state_snapshot(
+    settings: Settings, s3: Any
+) -> None:
+    # Found by the soak: killed between its manifest and removing the previous batch's
+    # snapshot, a transform left that snapshot behind for good (the next batch removed only
+    # its own predecessor's), one more orphan per crash.
+    url = settings.totesys_db_url.reveal()  # type: ignore[union-attr]
+    ingest(settings, s3)
+    transform_pending(settings, s3)
+    simulate(url, SimulationPlan(days=1, seed=31))
+    ingest(settings, s3)
+    with pytest.raises(InjectedCrash):
+        transform_pending(settings, s3, on_step=crash_at("manifest_written"))
+    simulate(url, SimulationPlan(days=1, seed=32))
+    ingest(settings, s3)
+
+    [last] = transform_pending(settings, s3)
+
+    processed = ObjectStore(s3, settings.processed_bucket)
+    snapshots = {key.split("/")[2] for key in processed.keys(SNAPSHOT_PREFIX)}
+    assert snapshots == {last.batch_id}
