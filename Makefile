@@ -13,9 +13,11 @@ COMPAT_STAMP := $(COMPAT)/.installed
 
 SCALE  ?= 1
 DAYS   ?= 1
+CYCLES ?= 50
+SEED   ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint typecheck pytest compat up down status seed simulate airflow bench clean
+.PHONY: help install demo test lint typecheck pytest compat up down status seed simulate airflow bench soak clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -72,6 +74,9 @@ simulate: install ## Advance the totesys clock (DAYS=1)
 
 bench: install ## Speed and memory of every stage against raw-COPY limits (SCALE=10)
 	$(PY) -m benchmarks.run --scale $(SCALE)
+
+soak: install ## Reliability soak: CYCLES cycles with injected faults, then nothing lost or duplicated (CYCLES=50 SEED=1)
+	$(PY) -m soak --cycles $(CYCLES) --seed $(SEED)
 
 airflow: install ## Airflow UI on localhost:8080 running the DAG against the local stack
 	$(PY) -m deploy.local airflow

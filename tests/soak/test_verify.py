@@ -1,0 +1,157 @@
+"""Each check of the soak's verdict can fail: one clean cycle verifies clean, then one
+breakage of each kind is made by hand and must be reported, and counted, precisely."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from deploy.local.stack import StackEndpoints
+from deploy.totesys.expectations import Row, current_fact_versions
+from deploy.totesys.seed import SeedPlan, seed_totesys
+from deploy.totesys.simulate import SimulationPlan, simulate
+from etl import layout
+from etl.config import Secret, Settings
+from etl.load.loader import init_warehouse
+from etl.pipeline import run_cycle
+from etl.transform.batch import SNAPSHOT_PREFIX
+from etl.warehouse import WAREHOUSE_TABLES
+from soak.verify import Lake, Verdict, verify
+
+_buckets = itertools.count()
+
+
+@dataclass
+class Cycled:
+    settings: Settings
+    lake: Lake
+    facts: dict[str, set[Row]]
+    batch_id: str
+
+    def cycle(self) -> str:
+        """One more cycle after a simulated day; the expectation follows the source."""
+        simulate(self.lake.source_url, SimulationPlan(days=1, seed=3))
+        batch_id = run_cycle(self.settings, self.lake.s3).ingested.batch_id
+        for table, versions in current_fact_versions(self.lake.source_url).items():
+            self.facts[table] |= versions
+        return batch_id
+
+
+@pytest.fixture
+def cycled(stack: StackEndpoints, make_database: Callable[[str], str]) -> Cycled:
+    """One clean cycle on a fresh source, warehouse and pair of buckets."""
+    source, warehouse = make_database("soak_source"), make_database("soak_warehouse")
+    seed_totesys(source, SeedPlan(scale=0.02))
+    s3 = stack.s3_client()
+    buckets = [f"soak-{kind}-{next(_buckets)}" for kind in ("ingestion", "processed")]
+    for bucket in buckets:
+        s3.create_bucket(
+            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"}
+        )
+    settings = Settings(
+        totesys_db_url=Secret(source),
+        warehouse_db_url=Secret(warehouse),
+        ingestion_bucket=buckets[0],
+        processed_bucket=buckets[1],
+        aws_endpoint_url=stack.aws_endpoint_url,
+    )
+    init_warehouse(settings)
+    batch_id = run_cycle(settings, s3).ingested.batch_id
+    lake = Lake(source, warehouse, s3, *buckets)
+    return Cycled(settings, lake, current_fact_versions(source), batch_id)
+
+
+def findings(verdict: Verdict) -> str:
+    return "\n".join(verdict.findings)
+
+
+def in_warehouse(cycled: Cycled, statement: sql.SQL | sql.Composed) -> None:
+    with psycopg.connect(cycled.lake.warehouse_url) as conn:
+        conn.execute(statement)
+
+
+def test_a_clean_run_verifies_clean(cycled: Cycled) -> None:
+    cycled.cycle()
+
+    verdict = verify(cycled.lake, cycled.facts)
+
+    assert verdict.mismatches == 0, findings(verdict)
+    assert verdict.rows_checked > 1000
+
+
+def test_missing_unexpected_and_duplicated_rows_are_each_counted(cycled: Cycled) -> None:
+    # a warehouse without the version index, where a faulty load could repeat a version
+    columns = sql.SQL(", ").join(map(sql.Identifier, WAREHOUSE_TABLES["fact_payment"].columns))
+    in_warehouse(cycled, sql.SQL("DROP INDEX fact_payment_version_key"))
+    in_warehouse(cycled, sql.SQL(
+        "INSERT INTO fact_payment ({cols}) SELECT {cols} FROM fact_payment"
+        " WHERE payment_record_id = (SELECT min(payment_record_id) FROM fact_payment)"
+    ).format(cols=columns))  # fmt: skip
+    in_warehouse(cycled, sql.SQL("UPDATE dim_staff SET last_name = 'Stale' WHERE staff_id = 1"))
+    [version] = itertools.islice(iter(cycled.facts["fact_sales_order"]), 1)
+    cycled.facts["fact_sales_order"].add((-1, *version[1:]))  # a version that was never loaded
+
+    verdict = verify(cycled.lake, cycled.facts)
+
+    text = findings(verdict)
+    assert "fact_payment: 1 duplicated row(s)" in text
+    assert "fact_sales_order: 1 missing row(s), e.g. [(-1," in text
+    assert "dim_staff: 1 missing row(s)" in text and "dim_staff: 1 unexpected row(s)" in text
+    assert verdict.mismatches == 4, text
+
+
+def test_ledger_and_manifest_disagreements_are_reported(cycled: Cycled) -> None:
+    second = cycled.cycle()
+    with psycopg.connect(cycled.lake.warehouse_url) as conn:  # the older batch loaded last
+        conn.execute(
+            "UPDATE etl.load_ledger SET loaded_at = now() + interval '1 hour' WHERE batch_id = %s",
+            (cycled.batch_id,),
+        )
+    ingestion = cycled.lake.ingestion
+    # a batch nobody transformed, and whose manifest does not follow the one before it
+    unprocessed = layout.batch_id_for(layout.batch_ts_of(second).replace(year=2099))
+    ingestion.put_json(layout.manifest_key(unprocessed), {"tables": {}, "previous_batch_id": None})
+
+    text = findings(verify(cycled.lake, cycled.facts))
+
+    assert "the ledger was not written in batch order" in text
+    assert f"ingestion batches never transformed: ['{unprocessed}']" in text
+    assert f"ingestion manifest {unprocessed} follows None, not {second}" in text
+    assert f"ingestion state is not the state after the newest batch {unprocessed}" in text
+
+
+def test_orphaned_missing_altered_and_half_written_objects_are_reported(cycled: Cycled) -> None:
+    ingestion, processed = cycled.lake.ingestion, cycled.lake.processed
+    referenced = sorted(
+        entry["file"]
+        for entry in (ingestion.get_json(layout.manifest_key(cycled.batch_id)) or {})[
+            "tables"
+        ].values()
+        if entry["file"]
+    )
+    later = layout.batch_id_for(layout.batch_ts_of(cycled.batch_id).replace(year=2099))
+    orphan = layout.extract_key("payment", later)
+    ingestion.put_bytes(orphan, b'"payment_id"\n')
+    ingestion.put_bytes(referenced[0], b"edited by hand\n")
+    ingestion.delete(referenced[1])
+    s3: Any = cycled.lake.s3
+    upload = s3.create_multipart_upload(Bucket=processed.bucket, Key="fact_payment/x.parquet")
+    processed.put_bytes(f"{SNAPSHOT_PREFIX}20200101T000000000000Z/address.parquet", b"old")
+
+    verdict = verify(cycled.lake, cycled.facts)
+
+    text = findings(verdict)
+    assert f"1 object(s) no manifest references, e.g. ['{orphan}']" in text
+    assert f"s3://{ingestion.bucket}/{referenced[0]} does not match its manifest" in text
+    assert f"1 referenced object(s) missing, e.g. ['{referenced[1]}']" in text
+    assert f"s3://{processed.bucket}: 1 incomplete multipart upload(s)" in text
+    assert "state snapshots of 1 older batch(es) left: ['20200101T000000000000Z']" in text
+    s3.abort_multipart_upload(
+        Bucket=processed.bucket, Key="fact_payment/x.parquet", UploadId=upload["UploadId"]
+    )
