@@ -36,6 +36,27 @@ def first_apply(deployment: Deployment) -> dict[str, Any]:
     return created
 
 
+def expect_update(
+    deployment: Deployment,
+    created: dict[str, Any],
+    final: str = "AVAILABLE",
+    last_update: dict[str, Any] | None = None,
+    stale_first: dict[str, Any] | None = None,
+) -> Stubber:
+    """MWAA will answer: AVAILABLE, the update, (a stale reading,) UPDATING, then `final`."""
+    stub = deployment.stub
+    stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
+    stub.add_response(
+        "update_environment", {"Arn": "arn:aws:airflow:eu-west-2:123456789012:environment/x"}
+    )
+    if stale_first is not None:
+        stub.add_response("get_environment", stale_first)
+    stub.add_response("get_environment", as_get_environment(created, "UPDATING"))
+    finished = {"LastUpdate": last_update} if last_update is not None else {}
+    stub.add_response("get_environment", as_get_environment(created, final, **finished))
+    return stub
+
+
 def update_requirements(
     deployment: Deployment,
     created: dict[str, Any],
@@ -46,14 +67,7 @@ def update_requirements(
     """Add a line to requirements.txt; MWAA will answer an update that ends `final`."""
     requirements = deployment.project / "requirements.txt"
     requirements.write_text(requirements.read_text() + line + "\n")
-    stub = deployment.stub
-    stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
-    stub.add_response(
-        "update_environment", {"Arn": "arn:aws:airflow:eu-west-2:123456789012:environment/x"}
-    )
-    stub.add_response("get_environment", as_get_environment(created, "UPDATING"))
-    stub.add_response("get_environment", as_get_environment(created, final, LastUpdate=last_update))
-    return stub
+    return expect_update(deployment, created, final, last_update)
 
 
 def test_first_apply_creates_every_resource_with_the_required_settings(
@@ -328,13 +342,7 @@ def test_changed_plugins_pass_their_new_version_and_nothing_else(deployment: Dep
     created = first_apply(deployment)
     module = deployment.project / "plugins" / "totesys_airflow" / "alerts.py"
     module.write_text(module.read_text() + "\n# changed\n")
-    stub = deployment.stub
-    stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
-    stub.add_response(
-        "update_environment", {"Arn": "arn:aws:airflow:eu-west-2:123456789012:environment/x"}
-    )
-    stub.add_response("get_environment", as_get_environment(created, "UPDATING"))
-    stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
+    expect_update(deployment, created)
 
     assert deployment.run() == 0
     (update,) = deployment.sent["UpdateEnvironment"]
@@ -348,13 +356,7 @@ def test_changed_plugins_pass_their_new_version_and_nothing_else(deployment: Dep
 def test_a_new_security_group_is_the_only_network_update(deployment: Deployment) -> None:
     created = first_apply(deployment)
     created["NetworkConfiguration"] = {"SubnetIds": list(SUBNETS), "SecurityGroupIds": ["sg-0old"]}
-    stub = deployment.stub
-    stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
-    stub.add_response(
-        "update_environment", {"Arn": "arn:aws:airflow:eu-west-2:123456789012:environment/x"}
-    )
-    stub.add_response("get_environment", as_get_environment(created, "UPDATING"))
-    stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
+    expect_update(deployment, created)
 
     assert deployment.run() == 0
     (update,) = deployment.sent["UpdateEnvironment"]
@@ -386,20 +388,9 @@ def test_a_stale_reading_right_after_an_update_is_not_taken_for_its_result(
                    "Error": {"ErrorCode": "OLD", "ErrorMessage": "an update months ago"}}  # fmt: skip
     requirements = deployment.project / "requirements.txt"
     requirements.write_text(requirements.read_text() + "tenacity==9.1.2\n")
-    stub = deployment.stub
-    stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
-    stub.add_response(
-        "update_environment", {"Arn": "arn:aws:airflow:eu-west-2:123456789012:environment/x"}
-    )
     # MWAA's first answer after update_environment can still describe the previous update
-    stub.add_response(
-        "get_environment", as_get_environment(created, "AVAILABLE", LastUpdate=old_failure)
-    )
-    stub.add_response("get_environment", as_get_environment(created, "UPDATING"))
-    stub.add_response(
-        "get_environment",
-        as_get_environment(created, "AVAILABLE", LastUpdate={"Status": "SUCCESS"}),
-    )
+    stale = as_get_environment(created, "AVAILABLE", LastUpdate=old_failure)
+    stub = expect_update(deployment, created, last_update={"Status": "SUCCESS"}, stale_first=stale)
 
     assert deployment.run() == 0
     stub.assert_no_pending_responses()
