@@ -36,13 +36,13 @@ from psycopg import sql
 
 from deploy.local.postgres import database_url
 from deploy.local.stack import StackEndpoints, local_stack
-from deploy.totesys.schema import TABLES
-from deploy.totesys.seed import SeedPlan, seed_totesys
-from deploy.totesys.simulate import SimulationPlan, simulate
 from etl.config import Secret, Settings
 from etl.load.loader import init_warehouse
 from etl.load.target import Target
 from etl.warehouse import WAREHOUSE_TABLES
+from simulator.schema import TABLES
+from simulator.seed import SeedPlan, seed_totesys
+from simulator.simulate import SimulationPlan, simulate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "benchmarks" / "results"

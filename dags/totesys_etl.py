@@ -1,5 +1,5 @@
 """totesys_etl: totesys -> S3 (CSV) -> S3 (parquet star schema) -> warehouse. Wiring only;
-the logic is the `etl` package, the Airflow-specific helpers are in plugins/totesys_airflow."""
+the logic is the `etl` package, the Airflow-specific helpers are in dags/totesys_airflow."""
 
 from __future__ import annotations
 

@@ -24,14 +24,14 @@ from psycopg import sql
 
 from deploy.local.airflow import airflow_env, dags_test, migrate
 from deploy.local.stack import StackEndpoints, local_stack
-from deploy.totesys.seed import SeedPlan, seed_totesys, table_counts
-from deploy.totesys.simulate import SimulationPlan, clock_now, simulate
 from etl.config import Settings
 from etl.freshness import measure
 from etl.ingest import IngestResult
 from etl.load.loader import init_warehouse
 from etl.pipeline import run_cycle
 from etl.warehouse import WAREHOUSE_TABLES
+from simulator.seed import SeedPlan, seed_totesys, table_counts
+from simulator.simulate import SimulationPlan, clock_now, simulate
 
 DEMO_STATE_DIR = Path(".local/demo")
 

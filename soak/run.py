@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.local.stack import LocalStack, StackEndpoints
-from deploy.totesys.expectations import Row, current_fact_versions
-from deploy.totesys.seed import SeedPlan, seed_totesys
 from etl import layout
 from etl.config import Settings
 from etl.load.loader import init_warehouse
 from etl.storage import ObjectStore
+from simulator.expectations import Row, current_fact_versions
+from simulator.seed import SeedPlan, seed_totesys
 from soak.faults import FaultRecord, Injector, stage_for
 from soak.plan import SoakPlan, schedule
 from soak.proxy import TcpProxy

@@ -1,6 +1,6 @@
 """What happens in totesys between two cycles: simulated business, and late commits.
 
-The simulator (deploy.totesys.simulate) moves the clock on: orders with their transaction
+The simulator (simulator.simulate) moves the clock on: orders with their transaction
 and payment, the 07:55 payment job, new designs, dimension edits. Late commits are what
 the ingest overlap exists for: a transaction that took its `last_updated` a few minutes
 ago but commits only now, after an extract already read past that time. They are written
@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg import sql
 
-from deploy.totesys.simulate import Connection, DayPlanner, SimulationPlan, clock_now
+from simulator.simulate import Connection, DayPlanner, SimulationPlan, clock_now
 
 LATE_BY = (timedelta(seconds=20), timedelta(minutes=10))  # behind the table's newest row
 EDITS_PER_WEEKDAY = 3.0

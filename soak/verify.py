@@ -1,7 +1,7 @@
 """After the soak: is everything there exactly once, and is nothing else there?
 
 - **Warehouse = expectation.** Each warehouse table is compared row for row with what the
-  source's history implies, computed in SQL (deploy.totesys.expectations): dimensions are
+  source's history implies, computed in SQL (simulator.expectations): dimensions are
   the source's current state; facts are every version that existed when an extract
   succeeded, each exactly once; dim_date is the calendar of the dates those facts use.
 - **Ledger and manifests agree.** Every ingestion batch was transformed, every processed
@@ -25,7 +25,6 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from deploy.totesys.expectations import Row, calendar, current_dimensions
 from etl import layout
 from etl.load.names import WarehouseNames
 from etl.load.target import Target
@@ -33,6 +32,7 @@ from etl.storage import ObjectStore
 from etl.transform.batch import SNAPSHOT_PREFIX
 from etl.transform.batch import STATE_KEY as TRANSFORM_STATE_KEY
 from etl.warehouse import WAREHOUSE_TABLES
+from simulator.expectations import Row, calendar, current_dimensions
 
 SHOWN = 3  # example rows per finding
 

@@ -14,7 +14,6 @@ from deploy.local.postgres import database_url
 from deploy.local.stack import StackEndpoints, local_stack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_SPEC = REPO_ROOT.parent / "shared" / "spec"
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import REPO_ROOT, SHARED_SPEC
+from tests.conftest import REPO_ROOT
 
 MWAA_CONSTRAINT = (
     '--constraint "https://raw.githubusercontent.com/apache/airflow/'
@@ -48,13 +48,6 @@ def test_local_pins_agree_with_mwaa_constraints() -> None:
     }
     assert disagreeing == {}
     assert local["apache-airflow"] == "3.0.6"
-
-
-def test_constraints_are_the_spec_copies() -> None:
-    for name in ("mwaa-airflow-3.0.6-constraints.txt", "mwaa-airflow-3.3.1-constraints.txt"):
-        spec = SHARED_SPEC / name
-        if spec.exists():
-            assert (REPO_ROOT / "constraints" / name).read_text() == spec.read_text()
 
 
 def test_compatibility_venv_pins_agree_with_mwaa_3_3_1() -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from deploy.local.processes import ServiceStartError, is_alive
 from deploy.local.stack import LocalStack, StackEndpoints, StackPorts
-from deploy.totesys.seed import SeedError, SeedPlan, seed_totesys
-from deploy.totesys.simulate import SimulationPlan, follow, simulate
+from simulator.seed import SeedError, SeedPlan, seed_totesys
+from simulator.simulate import SimulationPlan, follow, simulate
 
 DEFAULT_STATE_DIR = Path(".local/stack")
 
@@ -69,9 +69,9 @@ def run_airflow_standalone(stack: LocalStack) -> None:
     import psycopg
 
     from deploy.local.airflow import airflow_env, migrate
-    from deploy.totesys.schema import has_tables
     from etl.config import Settings
     from etl.load.loader import init_warehouse
+    from simulator.schema import has_tables
 
     endpoints = stack.up()
     with psycopg.connect(endpoints.totesys_db_url) as conn:

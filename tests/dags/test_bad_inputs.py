@@ -21,13 +21,13 @@ from psycopg import sql
 from deploy.local.airflow import DagTestRun, airflow_cli, airflow_env, dags_test
 from deploy.local.postgres import SUPERUSER, database_url
 from deploy.local.stack import WAREHOUSE_DATABASE, StackEndpoints
-from deploy.totesys.seed import SeedPlan, seed_totesys
 from etl.config import Settings
 from etl.ingest import ingest
 from etl.load.loader import init_warehouse
 from etl.storage import ObjectStore
 from etl.transform.batch import transform_pending
 from etl.warehouse import WAREHOUSE_TABLES
+from simulator.seed import SeedPlan, seed_totesys
 from tests.etl.load import warehouse_rows
 from tests.etl.load.test_loader import rename_paid, rewrite_processed
 

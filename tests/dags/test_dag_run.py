@@ -11,11 +11,11 @@ import pytest
 
 from deploy.local.airflow import DagTestRun, airflow_env, dags_test
 from deploy.local.stack import StackEndpoints
-from deploy.totesys.expectations import Row, calendar, current_dimensions, current_fact_versions
-from deploy.totesys.seed import SeedPlan, seed_totesys
-from deploy.totesys.simulate import SimulationPlan, simulate
 from etl.config import Settings
 from etl.load.loader import init_warehouse
+from simulator.expectations import Row, calendar, current_dimensions, current_fact_versions
+from simulator.seed import SeedPlan, seed_totesys
+from simulator.simulate import SimulationPlan, simulate
 from tests.etl.load import warehouse_rows
 
 FORCE_LOAD = {"force_load": True}

@@ -21,9 +21,9 @@ import requests
 from deploy.local.airflow import airflow_cli, airflow_env, migrate
 from deploy.local.processes import free_port
 from deploy.local.stack import StackEndpoints
-from deploy.totesys.seed import SeedPlan, seed_totesys
 from etl.config import Settings
 from etl.load.loader import init_warehouse
+from simulator.seed import SeedPlan, seed_totesys
 from tests.etl.load import warehouse_rows
 
 pytestmark = pytest.mark.slow

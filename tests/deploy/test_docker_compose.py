@@ -20,7 +20,7 @@ import yaml  # type: ignore[import-untyped]
 
 from tests.conftest import REPO_ROOT
 
-sys.path.insert(0, str(REPO_ROOT / "plugins"))
+sys.path.insert(0, str(REPO_ROOT / "dags"))
 
 from totesys_airflow.config import DagConfig
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from deploy.local.stack import StackEndpoints
-from deploy.totesys.seed import SeedPlan, seed_totesys
 from etl.config import Settings
+from simulator.seed import SeedPlan, seed_totesys
 
 _buckets = itertools.count()
 

@@ -13,7 +13,6 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from deploy.totesys.simulate import SimulationPlan, simulate
 from etl import layout
 from etl.config import Secret, Settings
 from etl.csv_format import read_extract
@@ -21,6 +20,7 @@ from etl.errors import ConfigError, SchemaDriftError, SourceUnavailableError
 from etl.ingest import IngestResult, ingest, load_state
 from etl.storage import ObjectStore
 from etl.tables import ALL_TABLES, SOURCE_TABLES
+from simulator.simulate import SimulationPlan, simulate
 from tests.faults import InjectedCrash, crash_at
 
 Row = tuple[Any, ...]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.totesys.schema import TABLES as SIMULATED_TABLES
 from etl.errors import ConfigError
 from etl.tables import ALL_TABLES, SOURCE_TABLES, select_tables
+from simulator.schema import TABLES as SIMULATED_TABLES
 
 
 def test_all_eleven_source_tables_are_allowed() -> None:

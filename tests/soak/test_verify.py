@@ -13,15 +13,15 @@ import pytest
 from psycopg import sql
 
 from deploy.local.stack import StackEndpoints
-from deploy.totesys.expectations import Row, current_fact_versions
-from deploy.totesys.seed import SeedPlan, seed_totesys
-from deploy.totesys.simulate import SimulationPlan, simulate
 from etl import layout
 from etl.config import Secret, Settings
 from etl.load.loader import init_warehouse
 from etl.pipeline import run_cycle
 from etl.transform.batch import SNAPSHOT_PREFIX
 from etl.warehouse import WAREHOUSE_TABLES
+from simulator.expectations import Row, current_fact_versions
+from simulator.seed import SeedPlan, seed_totesys
+from simulator.simulate import SimulationPlan, simulate
 from soak.verify import Lake, Verdict, verify
 
 _buckets = itertools.count()

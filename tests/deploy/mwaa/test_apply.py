@@ -340,8 +340,8 @@ def test_a_new_role_not_yet_visible_to_mwaa_is_retried(deployment: Deployment) -
 
 def test_changed_plugins_pass_their_new_version_and_nothing_else(deployment: Deployment) -> None:
     created = first_apply(deployment)
-    module = deployment.project / "plugins" / "totesys_airflow" / "alerts.py"
-    module.write_text(module.read_text() + "\n# changed\n")
+    module = deployment.project / "plugins" / "README.md"
+    module.write_text(module.read_text() + "\nchanged\n")
     expect_update(deployment, created)
 
     assert deployment.run() == 0

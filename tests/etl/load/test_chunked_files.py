@@ -8,14 +8,14 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from deploy.totesys.expectations import Row, current_fact_versions
-from deploy.totesys.simulate import SimulationPlan, simulate
 from etl import layout
 from etl.config import Settings
 from etl.ingest import ingest
 from etl.load.loader import init_warehouse, load_pending
 from etl.storage import ObjectStore
 from etl.transform.batch import transform_pending
+from simulator.expectations import Row, current_fact_versions
+from simulator.simulate import SimulationPlan, simulate
 from tests.etl.load import warehouse_rows
 from tests.etl.load.test_loader import assert_warehouse_matches, source
 

@@ -13,8 +13,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from deploy.totesys.expectations import Row, calendar, current_dimensions, current_fact_versions
-from deploy.totesys.simulate import SimulationPlan, simulate
 from etl.config import Secret, Settings
 from etl.errors import EtlError, SchemaDriftError
 from etl.ingest import ingest
@@ -23,6 +21,8 @@ from etl.load.names import WarehouseNames
 from etl.pipeline import run_cycle
 from etl.storage import ObjectStore
 from etl.transform.batch import transform_pending
+from simulator.expectations import Row, calendar, current_dimensions, current_fact_versions
+from simulator.simulate import SimulationPlan, simulate
 from tests.etl.load import warehouse_rows
 from tests.etl.load.test_target import spec_warehouse
 from tests.faults import InjectedCrash, crash_at

@@ -13,17 +13,16 @@ from etl.errors import ConfigError, EtlError, SchemaDriftError
 from etl.load.loader import init_warehouse
 from etl.load.names import WarehouseNames
 from etl.load.target import Target
-from tests.conftest import REPO_ROOT, SHARED_SPEC
-from tests.deploy.totesys.catalog import catalog
+from tests.conftest import REPO_ROOT
+from tests.simulator.catalog import catalog
 
-SPEC_DDL = SHARED_SPEC / "warehouse.sql"
-VENDORED_DDL = REPO_ROOT / "tests" / "etl" / "load" / "warehouse.sql"
+SPEC_DDL = REPO_ROOT / "spec" / "warehouse.sql"
 SINGULAR = WarehouseNames.parse("fact_purchase_orders=fact_purchase_order")
 
 
 def spec_warehouse(url: str) -> None:
     with psycopg.connect(url) as conn:
-        conn.execute((SPEC_DDL if SPEC_DDL.exists() else VENDORED_DDL).read_bytes())
+        conn.execute(SPEC_DDL.read_bytes())
 
 
 def on(settings: Settings, url: str, names: WarehouseNames | None = None) -> Settings:
@@ -34,12 +33,6 @@ def on(settings: Settings, url: str, names: WarehouseNames | None = None) -> Set
 
 def without_version_indexes(facts: dict) -> dict:  # type: ignore[type-arg]
     return {**facts, "indexes": [i for i in facts["indexes"] if not i[0].endswith("_version_key")]}
-
-
-def test_vendored_spec_is_the_spec() -> None:
-    if not SPEC_DDL.exists():
-        pytest.skip("../shared/spec is not beside this checkout")
-    assert VENDORED_DDL.read_text() == SPEC_DDL.read_text()
 
 
 def test_init_builds_exactly_the_spec_ddl(

@@ -11,8 +11,6 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 
-from deploy.totesys.expectations import Row, calendar, current_dimensions, current_fact_versions
-from deploy.totesys.simulate import SimulationPlan, simulate
 from etl import layout
 from etl.config import Settings
 from etl.errors import EtlError, SchemaDriftError
@@ -20,6 +18,8 @@ from etl.ingest import ingest
 from etl.storage import ObjectStore
 from etl.transform.batch import SNAPSHOT_PREFIX, STATE_KEY, transform_pending
 from etl.warehouse import WAREHOUSE_TABLES
+from simulator.expectations import Row, calendar, current_dimensions, current_fact_versions
+from simulator.simulate import SimulationPlan, simulate
 from tests.faults import InjectedCrash, crash_at
 
 

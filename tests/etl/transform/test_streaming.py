@@ -12,7 +12,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from deploy.totesys.simulate import SimulationPlan, simulate
 from etl import layout
 from etl.config import Settings
 from etl.errors import DataError
@@ -20,6 +19,7 @@ from etl.ingest import ingest
 from etl.storage import ObjectStore
 from etl.transform.batch import SNAPSHOT_PREFIX, STATE_KEY, transform_pending
 from etl.transform.versions import VERSION_SCHEMA, emitted_after
+from simulator.simulate import SimulationPlan, simulate
 
 TINY_BLOCK = 4096  # a few dozen rows per chunk
 

@@ -19,8 +19,8 @@ import psycopg
 from faker import Faker
 from psycopg import sql
 
-from deploy.totesys import reference_data as ref
-from deploy.totesys import schema
+from simulator import reference_data as ref
+from simulator import schema
 
 REAL_SNAPSHOT = date(2024, 11, 14)
 REAL_COUNTS = {"sales_order": 11_175, "purchase_order": 4_640, "design": 472}

@@ -27,8 +27,8 @@ import psycopg
 from faker import Faker
 from psycopg import sql
 
-from deploy.totesys import reference_data as ref
-from deploy.totesys.seed import (
+from simulator import reference_data as ref
+from simulator.seed import (
     OrderFactory,
     flip_timestamp,
     order_timestamp,

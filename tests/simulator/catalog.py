@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from deploy.totesys.schema import PRIMARY_KEYS, TABLES
+from simulator.schema import PRIMARY_KEYS, TABLES
 
 
 def catalog(url: str) -> dict[str, Any]:

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from deploy.local.__main__ import main as local_main
-from deploy.totesys.seed import SeedPlan, seed_totesys
-from deploy.totesys.simulate import (
+from simulator.seed import SeedPlan, seed_totesys
+from simulator.simulate import (
     SimulationPlan,
     SimulationReport,
     clock_now,
@@ -21,7 +21,7 @@ from deploy.totesys.simulate import (
     simulate,
     utc_now,
 )
-from tests.deploy.totesys.catalog import content_digest
+from tests.simulator.catalog import content_digest
 
 PLAN = SimulationPlan(days=4, rate=1.0, edits_per_weekday=3, seed=11)
 

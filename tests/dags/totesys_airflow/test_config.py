@@ -6,7 +6,7 @@ import sys
 
 from tests.conftest import REPO_ROOT
 
-sys.path.insert(0, str(REPO_ROOT / "plugins"))
+sys.path.insert(0, str(REPO_ROOT / "dags"))
 
 from totesys_airflow.config import DagConfig
 

@@ -1,4 +1,4 @@
-"""Airflow-specific pieces of the totesys pipeline, shipped to MWAA as plugins.zip.
+"""Airflow-specific pieces of the totesys pipeline, shipped inside the DAG folder.
 
 - `config`: the DAG's settings, read from `[totesys]` Airflow configuration options
   (environment variables `AIRFLOW__TOTESYS__*`, which is how MWAA passes them);

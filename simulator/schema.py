@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-DDL_PATH = Path(__file__).with_name("totesys_source.sql")
+DDL_PATH = Path(__file__).resolve().parents[1] / "spec" / "totesys_source.sql"
 
 # All 11 tables, parents before children.
 TABLES: tuple[str, ...] = (

@@ -5,29 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import psycopg
-import pytest
 
-from deploy.totesys.schema import DDL_PATH, TABLES
-from deploy.totesys.seed import SeedPlan, seed_totesys
-from tests.conftest import SHARED_SPEC
-from tests.deploy.totesys.catalog import catalog
-
-SPEC_DDL = SHARED_SPEC / "totesys_source.sql"
-
-
-def test_vendored_ddl_is_the_spec() -> None:
-    if not SPEC_DDL.exists():
-        pytest.skip("../shared/spec is not beside this checkout")
-    assert DDL_PATH.read_text() == SPEC_DDL.read_text()
+from simulator.schema import DDL_PATH, TABLES
+from simulator.seed import SeedPlan, seed_totesys
+from tests.simulator.catalog import catalog
 
 
 def test_seeded_catalog_matches_spec_ddl_loaded_on_its_own(
     make_database: Callable[[str], str],
 ) -> None:
     reference = make_database("spec_ddl")
-    ddl = SPEC_DDL if SPEC_DDL.exists() else DDL_PATH
     with psycopg.connect(reference) as conn:
-        conn.execute(ddl.read_bytes())
+        conn.execute(DDL_PATH.read_bytes())
     seeded = make_database("seeded")
     seed_totesys(seeded, SeedPlan(scale=0.01))
 

@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from deploy.totesys.seed import REAL_SNAPSHOT, SeedError, SeedPlan, seed_totesys
-from tests.deploy.totesys.catalog import content_digest
+from simulator.seed import REAL_SNAPSHOT, SeedError, SeedPlan, seed_totesys
+from tests.simulator.catalog import content_digest
 
 
 @pytest.fixture(scope="module")
