@@ -1,4 +1,4 @@
-"""python -m etl ingest|transform|load|run|init-warehouse|status
+"""python -m etl ingest|transform|load|run|init-warehouse|status|reconcile
 
 Configured by the environment (TOTESYS_DB_URL, WAREHOUSE_DB_URL, INGESTION_BUCKET,
 PROCESSED_BUCKET, AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, credentials through boto3's own
@@ -26,6 +26,7 @@ from etl.load import ledger
 from etl.load.loader import LoadResult, connect_warehouse, init_warehouse, load_pending
 from etl.logs import configure_cli_logging
 from etl.pipeline import run_cycle
+from etl.reconcile import Reconciliation, reconcile
 from etl.status import describe_delay, ingestion_status, pending_load, pending_transform
 from etl.storage import ObjectStore, s3_client_from_settings
 from etl.tables import select_tables
@@ -58,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("load", help="load every processed batch not loaded yet into the warehouse")
     commands.add_parser("init-warehouse", help="create the warehouse schema where none exists")
     commands.add_parser("status", help="watermarks, latest batches, pending work and freshness")
+    commands.add_parser(
+        "reconcile", help="compare the warehouse with the source; exit 1 naming what differs"
+    )
     return parser
 
 
@@ -98,6 +102,17 @@ def print_load(results: list[LoadResult]) -> None:
         print(f"loaded {batch.batch_id} in {batch.seconds:.2f}s: {detail}")
     if not results:
         print("no processed batch waiting to be loaded")
+
+
+def print_reconciliation(result: Reconciliation) -> int:
+    print(f"reconcile: as of the last loaded batch {result.batch_id or '-'}")
+    for check in result.checks:
+        print(check.describe())
+    if result.ok:
+        return 0
+    print(f"error: the warehouse differs from the source in {', '.join(result.differing)}",
+          file=sys.stderr)  # fmt: skip
+    return 1
 
 
 def status_lines(settings: Settings, s3: Any) -> list[str]:
@@ -156,6 +171,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             print_load(cycle.loaded)
         elif args.command == "status":
             print("\n".join(status_lines(settings, s3)))
+        elif args.command == "reconcile":
+            return print_reconciliation(
+                reconcile(settings, ObjectStore(s3, settings.ingestion_bucket))
+            )
     except EtlError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
