@@ -2,7 +2,8 @@
 
 Configured by the environment (TOTESYS_DB_URL, WAREHOUSE_DB_URL, INGESTION_BUCKET,
 PROCESSED_BUCKET, AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, credentials through boto3's own
-chain, INGEST_OVERLAP_SECONDS, TOTESYS_TABLES, WAREHOUSE_SCHEMA, WAREHOUSE_NAME_MAP); flags
+chain, INGEST_OVERLAP_SECONDS, TOTESYS_TABLES, WAREHOUSE_SCHEMA, WAREHOUSE_NAME_MAP,
+SOURCE_TIMEZONE, METRICS_SINK (none|local|cloudwatch), METRICS_FILE, PIPELINE_ENVIRONMENT); flags
 override. Exit 0 on success, otherwise 1 with a one-line error on stderr.
 """
 
@@ -13,7 +14,8 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -21,16 +23,18 @@ import psycopg
 from etl.config import Settings
 from etl.errors import EtlError, one_line
 from etl.freshness import measure
-from etl.ingest import IngestResult, ingest
+from etl.ingest import IngestResult
 from etl.load import ledger
-from etl.load.loader import LoadResult, connect_warehouse, init_warehouse, load_pending
+from etl.load.loader import LoadResult, connect_warehouse, init_warehouse
 from etl.logs import configure_cli_logging
+from etl.metrics import read_local, sink_for, summary
+from etl.monitoring import monitored_ingest, monitored_load, monitored_transform
 from etl.pipeline import run_cycle
 from etl.reconcile import Reconciliation, reconcile
 from etl.status import describe_delay, ingestion_status, pending_load, pending_transform
 from etl.storage import ObjectStore, s3_client_from_settings
 from etl.tables import select_tables
-from etl.transform.batch import TransformResult, transform_pending
+from etl.transform.batch import TransformResult
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -119,6 +123,8 @@ def status_lines(settings: Settings, s3: Any) -> list[str]:
     settings.require("ingestion_bucket")
     ingestion = ObjectStore(s3, settings.ingestion_bucket)
     lines = ingestion_status(ingestion)
+    if settings.metrics_sink == "local":
+        lines += summary(read_local(Path(settings.metrics_file)), datetime.now(UTC))
     if settings.processed_bucket:
         processed = ObjectStore(s3, settings.processed_bucket)
         waiting = pending_transform(ingestion, processed)
@@ -158,14 +164,16 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             print(init_warehouse(settings))
             return 0
         s3 = s3_client_from_settings(settings)
+        sink = sink_for(settings)
         if args.command == "ingest":
-            print_ingest(ingest(settings, s3, args.batch_ts, args.full_refresh), settings)
+            result = monitored_ingest(settings, s3, sink, args.batch_ts, args.full_refresh)
+            print_ingest(result, settings)
         elif args.command == "transform":
-            print_transform(transform_pending(settings, s3, args.batch_id))
+            print_transform(monitored_transform(settings, s3, sink, args.batch_id))
         elif args.command == "load":
-            print_load(load_pending(settings, s3))
+            print_load(monitored_load(settings, s3, sink))
         elif args.command == "run":
-            cycle = run_cycle(settings, s3, args.batch_ts, args.full_refresh)
+            cycle = run_cycle(settings, s3, args.batch_ts, args.full_refresh, sink)
             print_ingest(cycle.ingested, settings)
             print_transform(cycle.transformed)
             print_load(cycle.loaded)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -17,6 +18,7 @@ from etl.tables import ALL_TABLES, select_tables
 MALFORMED = "<a URL that does not parse>"
 DEFAULT_OVERLAP = timedelta(minutes=15)
 DEFAULT_REGION = "eu-west-2"
+METRICS_SINKS = ("none", "local", "cloudwatch")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,10 @@ class Settings:
     warehouse_names: WarehouseNames = field(
         default_factory=WarehouseNames
     )  # prepared-warehouse names
+    source_timezone: str = "UTC"  # the zone of totesys's naive timestamps (IANA name)
+    metrics_sink: str = "none"  # none | local (JSON lines in metrics_file) | cloudwatch
+    metrics_file: str = ""  # where the local sink appends
+    environment: str = "local"  # the Environment dimension of every metric
 
     def __post_init__(self) -> None:
         # here, not in from_env: the DAG fills Settings from its own options
@@ -74,6 +80,23 @@ class Settings:
             raise ConfigError(
                 f"WAREHOUSE_SCHEMA {self.warehouse_schema!r} is not a plain identifier"
             )
+        try:
+            ZoneInfo(self.source_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"SOURCE_TIMEZONE {self.source_timezone!r} is not an IANA time zone "
+                "(e.g. UTC, Europe/London)"
+            ) from None
+        if self.metrics_sink not in METRICS_SINKS:
+            raise ConfigError(
+                f"METRICS_SINK {self.metrics_sink!r} is not one of {', '.join(METRICS_SINKS)}"
+            )
+        if self.metrics_sink == "local" and not self.metrics_file:
+            raise ConfigError("METRICS_SINK=local needs METRICS_FILE, the file to append to")
+
+    @property
+    def source_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.source_timezone)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -102,6 +125,10 @@ class Settings:
             tables=select_tables(tables.split(",")) if tables.strip() else ALL_TABLES,
             warehouse_schema=schema,
             warehouse_names=WarehouseNames.parse(env.get("WAREHOUSE_NAME_MAP", "")),
+            source_timezone=env.get("SOURCE_TIMEZONE", "").strip() or "UTC",
+            metrics_sink=env.get("METRICS_SINK", "").strip() or "none",
+            metrics_file=env.get("METRICS_FILE", "").strip(),
+            environment=env.get("PIPELINE_ENVIRONMENT", "").strip() or "local",
         )
 
     def require(self, *names: str) -> None:

@@ -9,7 +9,8 @@ last_updated_time) across the three facts; the source's newest is the latest
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
@@ -79,10 +80,18 @@ def measure(settings: Settings) -> Freshness:
     return Freshness(source_newest(settings), warehouse_newest(settings))
 
 
+def as_utc(source_time: datetime, zone: ZoneInfo) -> datetime:
+    """A naive totesys timestamp, written in the source's zone, as naive UTC. In the hour a
+    clock goes back the same reading happens twice; the later instant is taken (fold=1), so
+    a change can look up to an hour younger there, never older: no alarm fires early."""
+    return source_time.replace(tzinfo=zone, fold=1).astimezone(UTC).replace(tzinfo=None)
+
+
 @dataclass(frozen=True)
 class FreshnessCheck:
     """The oldest source change still missing from the warehouse, and whether it has waited
-    longer than the threshold. Source timestamps are naive; they are read as UTC."""
+    longer than the threshold. `oldest_missing` is as the source wrote it; `waited` is
+    measured in UTC after reading it in the source's zone (Settings.source_timezone)."""
 
     oldest_missing: datetime | None
     waited: timedelta | None
@@ -118,7 +127,8 @@ def oldest_missing(settings: Settings, newest_loaded: datetime | None) -> dateti
 
 
 def check(settings: Settings, now: datetime, threshold: timedelta) -> FreshnessCheck:
-    """`now` is naive UTC, like the source's timestamps."""
+    """`now` is naive UTC; the source's timestamps are read in its own zone."""
     settings.require("totesys_db_url", "warehouse_db_url")
     missing = oldest_missing(settings, warehouse_newest(settings))
-    return FreshnessCheck(missing, None if missing is None else now - missing, threshold)
+    waited = None if missing is None else now - as_utc(missing, settings.source_zone)
+    return FreshnessCheck(missing, waited, threshold)

@@ -7,9 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from etl.config import Settings
-from etl.ingest import IngestResult, ingest
-from etl.load.loader import LoadResult, load_pending
-from etl.transform.batch import TransformResult, transform_pending
+from etl.ingest import IngestResult
+from etl.load.loader import LoadResult
+from etl.metrics import MetricsSink, NoMetrics
+from etl.monitoring import monitored_ingest, monitored_load, monitored_transform
+from etl.transform.batch import TransformResult
 
 
 @dataclass(frozen=True)
@@ -20,9 +22,14 @@ class CycleResult:
 
 
 def run_cycle(
-    settings: Settings, s3_client: Any, batch_ts: datetime | None = None, full_refresh: bool = False
+    settings: Settings,
+    s3_client: Any,
+    batch_ts: datetime | None = None,
+    full_refresh: bool = False,
+    sink: MetricsSink | None = None,
 ) -> CycleResult:
-    ingested = ingest(settings, s3_client, batch_ts, full_refresh)
-    transformed = transform_pending(settings, s3_client)
-    loaded = load_pending(settings, s3_client)
+    sink = sink or NoMetrics()
+    ingested = monitored_ingest(settings, s3_client, sink, batch_ts, full_refresh)
+    transformed = monitored_transform(settings, s3_client, sink)
+    loaded = monitored_load(settings, s3_client, sink)
     return CycleResult(ingested, transformed, loaded)

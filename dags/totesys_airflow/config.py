@@ -26,6 +26,13 @@ class DagConfig:
     retries: int = 3
     retry_delay_seconds: int = 30
     task_timeout_minutes: int = 20
+    source_timezone: str = "UTC"  # the zone totesys writes its naive timestamps in
+    metrics_sink: str = "none"  # none | local | cloudwatch (MWAA)
+    metrics_file: str = ""  # the local sink's JSON lines file
+    environment: str = "local"  # the Environment dimension of every metric
+    reconcile_schedule: str = (
+        "30 3 * * *"  # cron: when totesys_reconcile compares warehouse and source
+    )
 
     @property
     def freshness_threshold(self) -> timedelta:

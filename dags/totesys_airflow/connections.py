@@ -10,6 +10,7 @@ from airflow.sdk import Connection
 
 from etl.config import Secret, Settings
 from etl.load.names import WarehouseNames
+from etl.metrics import CloudWatchMetrics, MetricsSink, sink_for
 from etl.tables import ALL_TABLES, select_tables
 from totesys_airflow.config import DagConfig
 
@@ -42,7 +43,26 @@ def pipeline_settings(config: DagConfig, tables: list[str] | None = None) -> Set
         tables=select_tables(tables) if tables else ALL_TABLES,
         warehouse_schema=config.warehouse_schema,
         warehouse_names=WarehouseNames.parse(config.warehouse_name_map),
+        source_timezone=config.source_timezone,
+        metrics_sink=config.metrics_sink,
+        metrics_file=config.metrics_file,
+        environment=config.environment,
     )
+
+
+def metrics_sink(config: DagConfig) -> MetricsSink:
+    """Where task and stage metrics go; CloudWatch through the `aws_default` connection."""
+    if config.metrics_sink != "cloudwatch":
+        local = Settings(
+            metrics_sink=config.metrics_sink,
+            metrics_file=config.metrics_file,
+            environment=config.environment,
+        )
+        return sink_for(local)
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    client = AwsBaseHook(aws_conn_id="aws_default", client_type="cloudwatch").get_conn()
+    return CloudWatchMetrics(client, config.environment)
 
 
 def s3_client() -> Any:

@@ -31,6 +31,7 @@ REGION = "eu-west-2"
 # moto accepts any credentials; these are placeholders, not secrets.
 MOTO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 SERVICE_START_TIMEOUT = 60.0
+METRICS_FILE = "metrics.jsonl"  # under the state directory
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,10 @@ class StackEndpoints:
             "PROCESSED_BUCKET": self.processed_bucket,
             "SMTP_HOST": HOST,
             "SMTP_PORT": str(self.smtp_port),
+            # the pipeline's metrics as JSON lines beside the stack (`python -m etl status`)
+            "METRICS_SINK": "local",
+            "METRICS_FILE": str(Path(self.state_dir) / METRICS_FILE),
+            "PIPELINE_ENVIRONMENT": "local",
         }
 
     def s3_client(self) -> Any:

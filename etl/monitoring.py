@@ -1,0 +1,74 @@
+"""The stages as the CLI, the soak and the DAG run them: each run's metrics recorded.
+
+Thin wrappers, so a stage's own module knows nothing of metrics: the wrapper times the
+stage, reads what it did from its result (manifest entries, load counts), asks how many
+batches still wait for the stage, and sends it all to the sink in one call. A failed stage
+records nothing here (Airflow's listener records the failed task; see plugins/)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from etl import metrics
+from etl.config import Settings
+from etl.freshness import FreshnessCheck, check
+from etl.ingest import IngestResult, ingest
+from etl.load import ledger
+from etl.load.loader import LoadResult, connect_warehouse, load_pending
+from etl.metrics import MetricsSink
+from etl.status import pending_load, pending_transform
+from etl.storage import ObjectStore
+from etl.transform.batch import TransformResult, transform_pending
+
+
+def monitored_ingest(
+    settings: Settings,
+    s3: Any,
+    sink: MetricsSink,
+    batch_ts: datetime | None = None,
+    full_refresh: bool = False,
+) -> IngestResult:
+    started = time.perf_counter()
+    result = ingest(settings, s3, batch_ts, full_refresh)
+    made_batch = not result.skipped_reason
+    tables = result.manifest.get("tables", {}) if made_batch else {}
+    sink.send(metrics.ingest_run(tables, time.perf_counter() - started))
+    return result
+
+
+def monitored_transform(
+    settings: Settings, s3: Any, sink: MetricsSink, up_to: str | None = None
+) -> list[TransformResult]:
+    started = time.perf_counter()
+    results = transform_pending(settings, s3, up_to)
+    seconds = time.perf_counter() - started
+    waiting = pending_transform(
+        ObjectStore(s3, settings.ingestion_bucket), ObjectStore(s3, settings.processed_bucket)
+    )
+    sink.send(metrics.transform_run([r.manifest["tables"] for r in results], seconds, len(waiting)))
+    return results
+
+
+def monitored_load(settings: Settings, s3: Any, sink: MetricsSink) -> list[LoadResult]:
+    started = time.perf_counter()
+    results = load_pending(settings, s3)
+    seconds = time.perf_counter() - started
+    with connect_warehouse(settings) as conn:
+        last = ledger.last_loaded(conn)
+    waiting = pending_load(ObjectStore(s3, settings.processed_bucket), last)
+    recorded = metrics.load_run([r.tables for r in results], seconds, len(waiting))
+    if settings.totesys_db_url:  # the lag just after a load: what the warehouse now misses
+        now = datetime.now(UTC).replace(tzinfo=None)
+        recorded.append(metrics.warehouse_lag(check(settings, now, timedelta(0)).waited))
+    sink.send(recorded)
+    return results
+
+
+def monitored_freshness(
+    settings: Settings, sink: MetricsSink, now: datetime, threshold: timedelta
+) -> FreshnessCheck:
+    result = check(settings, now, threshold)
+    sink.send([metrics.warehouse_lag(result.waited)])
+    return result
