@@ -81,9 +81,9 @@ def totesys_etl() -> None:
     @task
     def ingest() -> str:
         """Extract this run's batch; returns the manifest key the sensor waits for."""
-        from totesys_airflow.connections import s3_client
+        from totesys_airflow.connections import metrics_sink, s3_client
 
-        from etl.ingest import ingest as run_ingest
+        from etl.monitoring import monitored_ingest
 
         context = get_current_context()
         params = context["params"]
@@ -91,8 +91,12 @@ def totesys_etl() -> None:
         special = params["full_refresh"] or params["tables"]
         batch_ts = datetime.now(UTC) if special else _batch_time(context)
         with error_kept_for_the_email():
-            result = run_ingest(
-                _settings(params["tables"]), s3_client(), batch_ts, params["full_refresh"]
+            result = monitored_ingest(
+                _settings(params["tables"]),
+                s3_client(),
+                metrics_sink(CONFIG),
+                batch_ts,
+                params["full_refresh"],
             )
         return result.manifest_key
 
@@ -111,14 +115,14 @@ def totesys_etl() -> None:
     @task
     def transform(manifest: str) -> list[str]:
         """Remodel pending batches up to this run's; returns the batch ids processed."""
-        from totesys_airflow.connections import s3_client
+        from totesys_airflow.connections import metrics_sink, s3_client
 
         from etl.layout import batch_id_of_manifest
-        from etl.transform.batch import transform_pending
+        from etl.monitoring import monitored_transform
 
         with error_kept_for_the_email():
-            results = transform_pending(
-                _settings(), s3_client(), up_to=batch_id_of_manifest(manifest)
+            results = monitored_transform(
+                _settings(), s3_client(), metrics_sink(CONFIG), batch_id_of_manifest(manifest)
             )
         return [result.batch_id for result in results]
 
@@ -134,23 +138,26 @@ def totesys_etl() -> None:
     @task
     def load() -> list[str]:
         """Apply every processed batch not in the warehouse yet, each in one transaction."""
-        from totesys_airflow.connections import s3_client
+        from totesys_airflow.connections import metrics_sink, s3_client
 
-        from etl.load.loader import load_pending
+        from etl.monitoring import monitored_load
 
         with error_kept_for_the_email():
-            return [result.batch_id for result in load_pending(_settings(), s3_client())]
+            loaded = monitored_load(_settings(), s3_client(), metrics_sink(CONFIG))
+            return [result.batch_id for result in loaded]
 
     @task(trigger_rule="none_failed", retries=0)
     def freshness() -> str:
         """Fail (so the team is emailed) when a source change has waited too long."""
         from airflow.exceptions import AirflowFailException
+        from totesys_airflow.connections import metrics_sink
 
-        from etl.freshness import check
+        from etl.monitoring import monitored_freshness
 
         with error_kept_for_the_email():
-            result = check(
-                _settings(), datetime.now(UTC).replace(tzinfo=None), CONFIG.freshness_threshold
+            now = datetime.now(UTC).replace(tzinfo=None)
+            result = monitored_freshness(
+                _settings(), metrics_sink(CONFIG), now, CONFIG.freshness_threshold
             )
             if result.breached:
                 raise AirflowFailException(f"freshness breach: {result.describe()}")

@@ -98,10 +98,13 @@ class DagTestRun:
 
 
 def dags_test(
-    env: Mapping[str, str], logical_date: str, conf: Mapping[str, object] | None = None
+    env: Mapping[str, str],
+    logical_date: str,
+    conf: Mapping[str, object] | None = None,
+    dag_id: str = "totesys_etl",
 ) -> DagTestRun:
-    """`airflow dags test totesys_etl <date>`: one whole run in-process, sensors included."""
-    args = ["dags", "test", "totesys_etl", logical_date]
+    """`airflow dags test <dag_id> <date>`: one whole run in-process, sensors included."""
+    args = ["dags", "test", dag_id, logical_date]
     if conf:
         args += ["--conf", json.dumps(dict(conf))]
     result = airflow_cli(env, *args)
