@@ -283,7 +283,7 @@ def summary(records: Sequence[Mapping[str, Any]], now: datetime) -> list[str]:
             for r in records
             if r["name"] == rows_name[stage] and r["stage"] == stage and r["at"] == at
         )
-        lines.append(f"  last {stage}: {at} {latest[stage]['value']:.2f}s rows={int(rows)}")
+        lines.append(f"  last {stage}: {at} {latest[stage]['value']:.2f}s, {int(rows)} rows")
     lags = [r for r in records if r["name"] == "WarehouseLagSeconds"]
     if lags:
         lines.append(f"  warehouse lag: {lags[-1]['value']:.0f}s at {lags[-1]['at']}")
