@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 from airflow.sdk import Param, dag, get_current_context, task
+from totesys_airflow import assets
 from totesys_airflow.alerts import error_kept_for_the_email, failure_email
 from totesys_airflow.config import DagConfig
 
@@ -78,7 +79,7 @@ def _batch_time(context) -> datetime:  # type: ignore[no-untyped-def]
     },
 )
 def totesys_etl() -> None:
-    @task
+    @task(outlets=[assets.ingestion_batches(CONFIG)])
     def ingest() -> str:
         """Extract this run's batch; returns the manifest key the sensor waits for."""
         from totesys_airflow.connections import metrics_sink, s3_client
@@ -112,7 +113,7 @@ def totesys_etl() -> None:
         timeout=600,
     )
 
-    @task
+    @task(outlets=[assets.processed_batches(CONFIG)])
     def transform(manifest: str) -> list[str]:
         """Remodel pending batches up to this run's; returns the batch ids processed."""
         from totesys_airflow.connections import metrics_sink, s3_client
@@ -135,7 +136,7 @@ def totesys_etl() -> None:
         end = _batch_time(context)
         return (end.hour * 60 + end.minute) % CONFIG.load_every_minutes == 0
 
-    @task
+    @task(outlets=[assets.warehouse(CONFIG)])
     def load() -> list[str]:
         """Apply every processed batch not in the warehouse yet, each in one transaction."""
         from totesys_airflow.connections import metrics_sink, s3_client

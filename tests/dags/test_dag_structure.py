@@ -54,6 +54,15 @@ def test_the_sensor_waits_deferrably_for_this_runs_manifest(dag: Any) -> None:
     assert sensor.bucket_name == "totesys-ingestion"
 
 
+def test_each_stage_updates_its_asset_for_lineage(dag: Any) -> None:
+    outlets = {t.task_id: [(a.name, a.uri) for a in t.outlets] for t in dag.tasks if t.outlets}
+    assert outlets == {
+        "ingest": [("totesys_ingestion", "s3://totesys-ingestion/_manifests")],
+        "transform": [("totesys_processed", "s3://totesys-processed/_manifests")],
+        "load": [("totesys_warehouse", "x-totesys://warehouse/public")],
+    }
+
+
 def test_run_policy(dag: Any) -> None:
     assert dag.max_active_runs == 1
     assert dag.catchup is False
