@@ -4,6 +4,7 @@ differ (new plugins/requirements versions included), then wait until it settles.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ SECRETS_BACKEND = "airflow.providers.amazon.aws.secrets.secrets_manager.SecretsM
 SKIP_AWS_DEFAULT = "^(?!aws_default$).*$"
 ROLE_PROPAGATION_ATTEMPTS = 8
 ROLE_PROPAGATION_SECONDS = 15.0
+ROLE_MESSAGE = re.compile(r"\brole\b", re.IGNORECASE)
 BUSY = frozenset(
     {"CREATING", "UPDATING", "ROLLING_BACK", "PENDING", "CREATING_SNAPSHOT", "MAINTENANCE"}
 )
@@ -48,7 +50,7 @@ def airflow_options(config: DeployConfig) -> dict[str, str]:
         "secrets.backend": SECRETS_BACKEND,
         "secrets.backend_kwargs": json.dumps(
             {
-                "connections_prefix": config.secrets_prefix,
+                "connections_prefix": config.connections_prefix,
                 "connections_lookup_pattern": SKIP_AWS_DEFAULT,
                 "variables_prefix": None,
                 "config_prefix": None,
@@ -201,6 +203,14 @@ def ensure_environment(
         waiter.wait(name, "update", started)
 
 
+def _role_not_visible_yet(error: ClientError) -> bool:
+    """MWAA answers a role it cannot use yet with a ValidationException about the role
+    ("Failed to assume role ...", "Provided role does not have sufficient permissions ...");
+    any other ValidationException (a bad input) is final."""
+    message = str(error.response.get("Error", {}).get("Message", ""))
+    return error_code(error) == "ValidationException" and ROLE_MESSAGE.search(message) is not None
+
+
 def _retrying_while_role_propagates(
     create: Callable[..., Any], waiter: EnvironmentWaiter
 ) -> Callable[..., Any]:
@@ -211,10 +221,7 @@ def _retrying_while_role_propagates(
             try:
                 return create(**kwargs)
             except ClientError as error:
-                if (
-                    error_code(error) != "ValidationException"
-                    or attempt == ROLE_PROPAGATION_ATTEMPTS - 1
-                ):
+                if not _role_not_visible_yet(error) or attempt == ROLE_PROPAGATION_ATTEMPTS - 1:
                     raise
                 waiter.say(
                     f"  the new execution role is not visible to MWAA yet; retrying ({error_code(error)})"

@@ -102,8 +102,16 @@ def test_first_apply_creates_every_resource_with_the_required_settings(
     assert not any("__pycache__" in key or key.endswith(".pyc") for key in keys)
 
     role = deployment.clients.iam.get_role(RoleName=f"totesys-{name}-mwaa-execution")["Role"]
-    principals = role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"]
-    assert set(principals) == {"airflow.amazonaws.com", "airflow-env.amazonaws.com"}
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert set(trust["Principal"]["Service"]) == {
+        "airflow.amazonaws.com",
+        "airflow-env.amazonaws.com",
+    }
+    account = deployment.clients.sts.get_caller_identity()["Account"]
+    assert trust["Condition"] == {  # against the confused deputy
+        "StringEquals": {"aws:SourceAccount": account},
+        "ArnLike": {"aws:SourceArn": f"arn:aws:airflow:eu-west-2:{account}:environment/{name}"},
+    }
 
     assert created["ExecutionRoleArn"] == role["Arn"]
     assert created["SourceBucketArn"] == f"arn:aws:s3:::{source}"
