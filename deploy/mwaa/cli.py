@@ -21,7 +21,13 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.mwaa import airflow_api
-from deploy.mwaa.artifacts import DAGS_PREFIX, dag_artifacts, plugins_zip, requirements
+from deploy.mwaa.artifacts import (
+    DAGS_PREFIX,
+    dag_artifacts,
+    plugins_zip,
+    requirements,
+    untracked_files,
+)
 from deploy.mwaa.aws import AwsClients, error_code, keep_request_bodies_out_of_logs
 from deploy.mwaa.buckets import ensure_bucket
 from deploy.mwaa.config import (
@@ -150,6 +156,8 @@ def apply(
     root = config.project_root
     check_dag_options(airflow_options(config), root)
     dags = dag_artifacts(root)
+    for name in untracked_files(root):
+        plan.say(f"note: {name} is not tracked by git, so it is not shipped")
     plugins, requirements_txt = plugins_zip(root), requirements(root)
     account = str(clients.sts.get_caller_identity()["Account"])
     existing = current_environment(clients.mwaa, config.environment_name)

@@ -4,13 +4,20 @@ configured as the deployment configures MWAA, and only from env or a hidden prom
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
+from psycopg.conninfo import conninfo_to_dict
 
 from deploy.local.stack import MOTO_CREDENTIALS
 from deploy.mwaa.config import DeployConfig
 from deploy.mwaa.environment import airflow_options
+from tests.conftest import REPO_ROOT
 from tests.deploy.mwaa.conftest import SECRET_ENV, Deployment, commit, expect_create, not_found
 
 
@@ -228,3 +235,26 @@ def test_tls_settings_that_cannot_work_on_mwaa_are_refused_before_anything_is_wr
     assert stderr.startswith(f"error: {error}") and stderr.count("\n") == 1
     assert "S3cr3t" not in stderr
     assert deployment.buckets() == set()
+
+
+def test_the_dag_finds_the_shipped_ca_bundle_wherever_its_folder_is(tmp_path: Path) -> None:
+    """The secret's relative sslrootcert, read by the DAG's own connections.py from a copy
+    of the DAG folder placed elsewhere (as MWAA does), names the bundle in that folder."""
+    dags = tmp_path / "usr" / "local" / "airflow" / "dags"
+    shutil.copytree(REPO_ROOT / "dags", dags, ignore=shutil.ignore_patterns("__pycache__"))
+    connection = {"conn_type": "postgres", "host": "db.example.com", "port": 5432,
+                  "login": "reader", "password": "S3cr3t-pw", "schema": "totesys",
+                  "extra": {"sslmode": "verify-full", "sslrootcert": "certs/global-bundle.pem",
+                            "connect_timeout": "10"}}  # fmt: skip
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "from totesys_airflow.connections import postgres_url; "
+            "print(postgres_url('totesys_db').reveal())")  # fmt: skip
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow-home"),
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PYTHONPATH": str(REPO_ROOT),
+           "AIRFLOW_CONN_TOTESYS_DB": json.dumps(connection)}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code, str(dags)], env=env,
+                          capture_output=True, text=True, check=True)  # fmt: skip
+
+    parts = conninfo_to_dict(done.stdout.strip().splitlines()[-1])
+    assert parts["sslrootcert"] == str(dags / "certs" / "global-bundle.pem")
+    assert (parts["sslmode"], parts["connect_timeout"]) == ("verify-full", "10")
