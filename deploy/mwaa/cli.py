@@ -20,7 +20,7 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from deploy.mwaa import airflow_api
+from deploy.mwaa import airflow_api, requirements_log
 from deploy.mwaa.artifacts import (
     DAGS_PREFIX,
     dag_artifacts,
@@ -185,7 +185,14 @@ def apply(
     role_is_new = any(
         c.resource.startswith("iam role") and c.action.startswith("create") for c in plan.changes
     )
-    ensure_environment(clients.mwaa, existing, desired, plan, waiter, role_is_new)
+    settled = ensure_environment(clients.mwaa, existing, desired, plan, waiter, role_is_new)
+    if settled is not None:
+        # MWAA installs requirements.txt on every create and update, and is AVAILABLE even
+        # when pip failed: what pip wrote decides
+        pip_failed, line = requirements_log.describe(clients.logs, settled)
+        if pip_failed:
+            raise DeployError(f"{config.environment_name} is AVAILABLE but {line}")
+        plan.say(line)
     return plan
 
 
@@ -202,10 +209,13 @@ def show_status(config: DeployConfig, clients: AwsClients, say: Callable[[str], 
     say(
         f"  last update: {last.get('Status', '-')} {last.get('Error', {}).get('ErrorMessage', '')}".rstrip()
     )
+    # AVAILABLE says nothing about requirements.txt: MWAA carries on when pip fails
+    pip_failed, requirements_line = requirements_log.describe(clients.logs, environment)
+    say(f"  {requirements_line}")
     if environment.get("Status") == "AVAILABLE":
         for run in airflow_api.recent_runs(clients.mwaa, config.environment_name):
             say(f"  run {run.get('dag_run_id')}: {run.get('state')} (after {run.get('run_after')})")
-    return 0
+    return 1 if pip_failed else 0
 
 
 def main(

@@ -164,8 +164,9 @@ def ensure_environment(
     plan: Plan,
     waiter: EnvironmentWaiter,
     role_is_new: bool = False,
-) -> None:
-    """`current` is what get_environment returned when the run began (None: absent)."""
+) -> dict[str, Any] | None:
+    """`current` is what get_environment returned when the run began (None: absent). The
+    environment as it settled after our create or update; None when none was made."""
     name = desired["Name"]
     resource = f"mwaa environment {name}"
     if current is None:
@@ -174,9 +175,7 @@ def ensure_environment(
         if role_is_new:
             create = _retrying_while_role_propagates(create, waiter)
         plan.change(resource, f"create (Airflow {desired['AirflowVersion']})", create, **desired)
-        if not plan.dry_run:
-            waiter.wait(name, "create", started)
-        return
+        return None if plan.dry_run else waiter.wait(name, "create", started)
     if current.get("Status") in BUSY and not plan.dry_run:
         waiter.wait(name, "the running change")
         current = current_environment(mwaa, name) or current
@@ -190,7 +189,7 @@ def ensure_environment(
         if current.get("Status") != "AVAILABLE" or last.get("Status") not in (None, "SUCCESS"):
             waiter.say(f"note: {resource} is {current.get('Status')}, last update "
                        f"{last.get('Status', '-')}: {_reason(current)}")  # fmt: skip
-        return
+        return None
     started = datetime.now(UTC)
     plan.change(
         resource,
@@ -199,8 +198,7 @@ def ensure_environment(
         Name=name,
         **changed,
     )
-    if not plan.dry_run:
-        waiter.wait(name, "update", started)
+    return None if plan.dry_run else waiter.wait(name, "update", started)
 
 
 def _role_not_visible_yet(error: ClientError) -> bool:

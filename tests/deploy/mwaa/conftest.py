@@ -162,6 +162,7 @@ def deployment(aws: AwsEmulator, project: Path) -> Iterator[Deployment]:
         secretsmanager=aws.client("secretsmanager"),
         sts=aws.client("sts"),
         mwaa=mwaa,
+        logs=aws.client("logs"),
     )
     deployment = Deployment(clients, Stubber(mwaa), f"t{uuid.uuid4().hex[:10]}", project)
 
@@ -176,9 +177,8 @@ def deployment(aws: AwsEmulator, project: Path) -> Iterator[Deployment]:
 def as_get_environment(created: dict[str, Any], status: str, **extra: Any) -> dict[str, Any]:
     """What get_environment answers for an environment made with these create arguments."""
     environment = {key: value for key, value in created.items() if key != "Tags"}
-    log_group = f"arn:aws:logs:{REGION}:123456789012:log-group:airflow-{created['Name']}"
     environment["LoggingConfiguration"] = {
-        kind: {**setting, "CloudWatchLogGroupArn": f"{log_group}-{kind}"}
+        kind: {**setting, "CloudWatchLogGroupArn": log_group_arn(created["Name"], kind)}
         for kind, setting in created["LoggingConfiguration"].items()
     }
     environment.update(
@@ -189,6 +189,16 @@ def as_get_environment(created: dict[str, Any], status: str, **extra: Any) -> di
         **extra,
     )
     return {"Environment": environment}
+
+
+# the log group MWAA makes for each kind of log
+LOG_GROUP_SUFFIX = {"DagProcessingLogs": "DAGProcessing", "SchedulerLogs": "Scheduler",
+                    "TaskLogs": "Task", "WebserverLogs": "WebServer", "WorkerLogs": "Worker"}  # fmt: skip
+
+
+def log_group_arn(environment: str, kind: str) -> str:
+    name = f"airflow-{environment}-{LOG_GROUP_SUFFIX[kind]}"
+    return f"arn:aws:logs:{REGION}:123456789012:log-group:{name}:*"
 
 
 def not_found(stub: Stubber) -> None:
