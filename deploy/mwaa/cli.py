@@ -1,10 +1,11 @@
 """python -m deploy mwaa [apply|status|trigger|unpause] --env-name NAME [options]
 
-apply (the default) provisions buckets, the execution role and connection secrets, ships
-the DAG, plugins.zip and requirements.txt, then creates or updates the MWAA environment and
-waits until it is AVAILABLE. `--dry-run` prints the plan and writes nothing. Options fall
-back to environment variables (MWAA_ENV_NAME, DEPLOY_PREFIX, AWS_DEFAULT_REGION,
-MWAA_SUBNET_IDS, MWAA_SECURITY_GROUP_IDS); connection values come from TOTESYS_DB_URL,
+apply (the default) checks every input first, then provisions buckets, the execution role
+and connection secrets, ships the DAG (files git tracks), plugins.zip and requirements.txt,
+creates or updates the MWAA environment, waits until it is AVAILABLE and checks pip's
+install log. `--dry-run` prints the plan and writes nothing. Options fall back to
+environment variables (MWAA_ENV_NAME, DEPLOY_PREFIX, AWS_DEFAULT_REGION, MWAA_SUBNET_IDS,
+MWAA_SECURITY_GROUP_IDS, MWAA_SECRETS_PREFIX); connection values come from TOTESYS_DB_URL,
 WAREHOUSE_DB_URL, SES_SMTP_USERNAME and SES_SMTP_PASSWORD or a hidden prompt.
 """
 
