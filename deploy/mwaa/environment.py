@@ -67,6 +67,13 @@ def airflow_options(config: DeployConfig) -> dict[str, str]:
         "totesys.alert_emails": ",".join(config.alert_emails),
         "totesys.alert_from": config.alert_from,
     }
+    overridden = sorted(set(options) & set(config.extra_options))
+    if overridden:
+        # e.g. secrets.backend_kwargs would point the backend at another environment's
+        # secrets, totesys.ingestion_bucket at a bucket the role cannot write
+        raise DeployError(
+            f"option {overridden[0]} is set by the deployer; use its flag or leave it out"
+        )
     options.update(config.extra_options)
     return options
 

@@ -170,3 +170,19 @@ def test_an_existing_environment_with_nothing_new_still_validates_dag_settings(
     assert deployment.run("--option", "totesys.retries=-1") == 1
     assert capsys.readouterr().err == "error: option totesys.retries must be at least 0\n"
     assert "UpdateEnvironment" not in deployment.sent
+
+
+@pytest.mark.parametrize("option", [
+    'secrets.backend_kwargs={"connections_prefix": "airflow/prod/connections"}',
+    "totesys.ingestion_bucket=someone-elses-bucket",
+])  # fmt: skip
+def test_an_option_the_deployer_sets_cannot_be_overridden(
+    deployment: Deployment, option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert deployment.run("--option", option) == 1
+    key = option.partition("=")[0]
+    assert capsys.readouterr().err == (
+        f"error: option {key} is set by the deployer; use its flag or leave it out\n"
+    )
+    assert deployment.sent == {}
+    assert _writes(deployment) == []
