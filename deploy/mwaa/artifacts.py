@@ -26,6 +26,8 @@ SKIPPED_PARTS = {"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 SKIPPED_SUFFIXES = {".pyc", ".pyo", ".swp", ".swo"}
 SHIPPED_FOLDERS = ("dags", "etl", "plugins")
 PLUGIN_SUFFIXES = {".py"}  # what Airflow's plugin manager imports; a README stays out
+NO_PLUGINS_MARKER = "NO_PLUGINS.txt"
+NO_PLUGINS_TEXT = b"plugins/ holds no Airflow plugin module yet; Airflow loads nothing from here.\n"
 
 
 @dataclass(frozen=True)
@@ -91,21 +93,25 @@ def dag_artifacts(project_root: Path) -> list[Artifact]:
 
 
 def plugins_zip(project_root: Path) -> Artifact:
-    """The plugin modules of plugins/ (none yet: an empty archive, which MWAA accepts as no
-    plugins). The same modules always give the same bytes (fixed order, times and modes,
-    and no compression, whose output can differ between zlib builds), so an unchanged tree
-    is not uploaded from any machine and MWAA sees no new version."""
+    """The plugin modules of plugins/ (helper code lives in dags/, a README stays out). The
+    same modules always give the same bytes (fixed order, times and modes, and no
+    compression, whose output can differ between zlib builds), so an unchanged tree is not
+    uploaded from any machine and MWAA sees no new version.
+
+    With no plugin module the archive holds one marker file, which Airflow does not load:
+    an archive with no entry at all is one that some unzip tools answer with an error, and
+    an environment that had a plugins.zip must be given a new one (MWAA cannot unset it)."""
     root = project_root / "plugins"
+    modules = [path for path in _files(project_root, "plugins") if path.suffix in PLUGIN_SUFFIXES]
+    entries = [(path.relative_to(root).as_posix(), path.read_bytes()) for path in modules]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        for path in _files(project_root, "plugins"):
-            if path.suffix not in PLUGIN_SUFFIXES:
-                continue
-            entry = zipfile.ZipInfo(path.relative_to(root).as_posix(), date_time=ZIP_EPOCH)
+        for name, body in entries or [(NO_PLUGINS_MARKER, NO_PLUGINS_TEXT)]:
+            entry = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
             entry.compress_type = zipfile.ZIP_STORED
             entry.external_attr = 0o644 << 16
             entry.create_system = 3  # unix, whatever machine builds it
-            archive.writestr(entry, path.read_bytes())
+            archive.writestr(entry, body)
     return Artifact(PLUGINS_KEY, buffer.getvalue())
 
 
