@@ -37,17 +37,44 @@ class Secret:
         return "Secret('***')"
 
 
+PERCENT_ENCODE_HINT = (
+    "percent-encode '@' as %40, '/' as %2F, ':' as %3A and '%' as %25 in the user and password"
+)
+
+
+def url_parts(url: str) -> dict[str, str]:
+    """The parts of a postgresql:// URL (or key=value conninfo), as libpq reads them.
+
+    Refused, in one line that names no part of the URL, when it does not parse or when the
+    split is ambiguous: an unencoded '@', '/' or ':' in a password moves the split, so a
+    fragment of the password lands in the host, port or database name, where it would be
+    shown in messages and logs (`u:abc@def@host` reads as host `def@host`)."""
+    try:
+        parts = {key: str(value) for key, value in conninfo_to_dict(url).items()}
+    except (psycopg.Error, ValueError):
+        # the driver's message may quote a fragment of the URL
+        raise ConfigError(f"the URL does not parse; {PERCENT_ENCODE_HINT}") from None
+    host, port = parts.get("host", ""), parts.get("port", "")
+    if (
+        any(mark in parts.get("dbname", "") for mark in "@/:")
+        or (("@" in host or "/" in host) and not host.startswith("/"))  # a socket dir is a path
+        or "@" in parts.get("user", "")
+        or (port and not port.replace(",", "").isdigit())
+    ):
+        raise ConfigError(f"the URL is ambiguous; {PERCENT_ENCODE_HINT}")
+    return parts
+
+
 def describe_url(url: Secret | None) -> str:
     """host:port/database of a connection URL, for messages: never the user or password,
-    and nothing of a URL that does not parse (its text may hold the password)."""
+    and nothing of a URL that does not parse or splits ambiguously (its text may hold the
+    password)."""
     if url is None:
         return "<not configured>"
     try:
-        parts = conninfo_to_dict(url.reveal())
-    except (psycopg.Error, ValueError):
+        parts = url_parts(url.reveal())
+    except ConfigError:
         return MALFORMED
-    if any(mark in str(parts.get("dbname", "")) for mark in "@/:"):
-        return MALFORMED  # an unencoded '/' or '@' in the password split the URL elsewhere
     host = str(parts.get("host") or "localhost")
     port = f":{parts['port']}" if parts.get("port") else ""
     return f"{host}{port}/{parts.get('dbname', '')}"

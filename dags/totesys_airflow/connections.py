@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -14,11 +15,14 @@ from etl.metrics import CloudWatchMetrics, MetricsSink, sink_for
 from etl.tables import ALL_TABLES, select_tables
 from totesys_airflow.config import DagConfig
 
+DAG_FOLDER = Path(__file__).resolve().parents[1]
+
 
 def postgres_url(conn_id: str) -> Secret:
     """A postgresql:// URL from a Postgres connection. Host and port go in the query string,
     so a socket directory or an IPv6 address works as the host; libpq extras such as
-    sslmode are passed on."""
+    sslmode are passed on, and a relative sslrootcert is a file of the DAG folder (where MWAA
+    puts the DAG, wherever that is)."""
     conn = Connection.get(conn_id)
     user = quote(conn.login or "", safe="")
     password = f":{quote(conn.password, safe='')}" if conn.password else ""
@@ -28,6 +32,9 @@ def postgres_url(conn_id: str) -> Secret:
     for key in ("sslmode", "sslrootcert", "connect_timeout", "options"):
         if key in conn.extra_dejson:
             query[key] = str(conn.extra_dejson[key])
+    root = query.get("sslrootcert", "")
+    if root and root != "system" and not Path(root).is_absolute():
+        query["sslrootcert"] = str(DAG_FOLDER / root)  # a CA bundle shipped with the DAG
     return Secret(
         f"postgresql://{user}{password}@/{quote(conn.schema or '', safe='')}?{urlencode(query, quote_via=quote)}"
     )

@@ -1,5 +1,5 @@
 """The AWS clients a deployment uses, made in one place so tests can hand in their own
-(moto for S3/IAM/Secrets Manager, a Stubber-wrapped client for MWAA)."""
+(moto for S3/IAM/Secrets Manager/CloudWatch Logs, a Stubber-wrapped client for MWAA)."""
 
 from __future__ import annotations
 
@@ -20,13 +20,17 @@ class AwsClients:
     secretsmanager: Any
     sts: Any
     mwaa: Any
+    logs: Any  # CloudWatch Logs: what MWAA's pip install wrote
 
     @classmethod
     def for_region(cls, region: str) -> AwsClients:
         """Credentials and endpoints the standard way (profile, env, role; AWS_ENDPOINT_URL)."""
         session = boto3.Session(region_name=region)
         return cls(
-            *(session.client(name) for name in ("s3", "iam", "secretsmanager", "sts", "mwaa"))
+            *(
+                session.client(name)
+                for name in ("s3", "iam", "secretsmanager", "sts", "mwaa", "logs")
+            )
         )
 
 

@@ -1,10 +1,11 @@
 """python -m deploy mwaa [apply|status|trigger|unpause] --env-name NAME [options]
 
-apply (the default) provisions buckets, the execution role and connection secrets, ships
-the DAG, plugins.zip and requirements.txt, then creates or updates the MWAA environment and
-waits until it is AVAILABLE. `--dry-run` prints the plan and writes nothing. Options fall
-back to environment variables (MWAA_ENV_NAME, DEPLOY_PREFIX, AWS_DEFAULT_REGION,
-MWAA_SUBNET_IDS, MWAA_SECURITY_GROUP_IDS); connection values come from TOTESYS_DB_URL,
+apply (the default) checks every input first, then provisions buckets, the execution role
+and connection secrets, ships the DAG (files git tracks), plugins.zip and requirements.txt,
+creates or updates the MWAA environment, waits until it is AVAILABLE and checks pip's
+install log. `--dry-run` prints the plan and writes nothing. Options fall back to
+environment variables (MWAA_ENV_NAME, DEPLOY_PREFIX, AWS_DEFAULT_REGION, MWAA_SUBNET_IDS,
+MWAA_SECURITY_GROUP_IDS, MWAA_SECRETS_PREFIX); connection values come from TOTESYS_DB_URL,
 WAREHOUSE_DB_URL, SES_SMTP_USERNAME and SES_SMTP_PASSWORD or a hidden prompt.
 """
 
@@ -20,20 +21,27 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from deploy.mwaa import airflow_api
-from deploy.mwaa.artifacts import dag_artifacts, plugins_zip, requirements
+from deploy.mwaa import airflow_api, requirements_log
+from deploy.mwaa.artifacts import (
+    DAGS_PREFIX,
+    dag_artifacts,
+    plugins_zip,
+    requirements,
+    untracked_files,
+)
 from deploy.mwaa.aws import AwsClients, error_code, keep_request_bodies_out_of_logs
 from deploy.mwaa.buckets import ensure_bucket
 from deploy.mwaa.config import (
     DAG_ID,
     DEFAULT_AIRFLOW_VERSION,
-    SECRETS_PREFIX,
     DeployConfig,
     DeployError,
 )
+from deploy.mwaa.dag_options import check_dag_options
 from deploy.mwaa.environment import (
     ArtifactVersions,
     EnvironmentWaiter,
+    airflow_options,
     check_network,
     current_environment,
     desired_environment,
@@ -41,7 +49,7 @@ from deploy.mwaa.environment import (
 )
 from deploy.mwaa.plan import Plan
 from deploy.mwaa.role import ensure_execution_role
-from deploy.mwaa.secrets import Prompt, ensure_connection_secrets
+from deploy.mwaa.secrets import Prompt, plan_connection_secrets
 from deploy.mwaa.sync import sync_dag_folder, sync_versioned_object
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -65,8 +73,8 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--secrets-prefix",
-        default=env.get("MWAA_SECRETS_PREFIX", SECRETS_PREFIX),
-        help="Secrets Manager prefix of the connections (default: %(default)s)",
+        default=env.get("MWAA_SECRETS_PREFIX", ""),
+        help="Secrets Manager prefix of the connections (default: airflow/<env-name>/connections)",
     )
     parser.add_argument("--region", default=env.get("AWS_DEFAULT_REGION", "eu-west-2"))
     parser.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
@@ -143,27 +151,49 @@ def apply(
     plan: Plan,
     waiter: EnvironmentWaiter,
 ) -> Plan:
-    """Secrets first, so a missing value stops the run before anything is written."""
+    """Everything is read and checked first (the DAG's options, the artifacts, the network,
+    every connection value and who owns the secrets), so a bad or missing value stops the
+    run before anything is written."""
+    root = config.project_root
+    check_dag_options(airflow_options(config), root)
+    dags = dag_artifacts(root)
+    for name in untracked_files(root):
+        plan.say(f"note: {name} is not tracked by git, so it is not shipped")
+    plugins, requirements_txt = plugins_zip(root), requirements(root)
     account = str(clients.sts.get_caller_identity()["Account"])
     existing = current_environment(clients.mwaa, config.environment_name)
     check_network(existing, config)
-    ensure_connection_secrets(clients.secretsmanager, config, env, prompt, plan)
+    dag_files = {artifact.key.removeprefix(f"{DAGS_PREFIX}/") for artifact in dags}
+    secrets = plan_connection_secrets(
+        clients.secretsmanager, config, env, prompt, plan.dry_run, dag_files
+    )
+    for secret in secrets:
+        if secret.call is None:
+            plan.would(secret.resource, secret.action)
+        else:
+            plan.change(secret.resource, secret.action, secret.call, **secret.kwargs)
     for bucket in config.buckets:
         ensure_bucket(clients.s3, bucket, config.region, config.noncurrent_version_days, plan)
     role_arn = ensure_execution_role(clients.iam, config, account, plan)
-    root = config.project_root
-    sync_dag_folder(clients.s3, config.source_bucket, dag_artifacts(root), plan)
+    sync_dag_folder(clients.s3, config.source_bucket, dags, plan)
     versions = ArtifactVersions(
-        plugins=sync_versioned_object(clients.s3, config.source_bucket, plugins_zip(root), plan),
+        plugins=sync_versioned_object(clients.s3, config.source_bucket, plugins, plan),
         requirements=sync_versioned_object(
-            clients.s3, config.source_bucket, requirements(root), plan
+            clients.s3, config.source_bucket, requirements_txt, plan
         ),
     )
     desired = desired_environment(config, role_arn, versions)
     role_is_new = any(
         c.resource.startswith("iam role") and c.action.startswith("create") for c in plan.changes
     )
-    ensure_environment(clients.mwaa, existing, desired, plan, waiter, role_is_new)
+    settled = ensure_environment(clients.mwaa, existing, desired, plan, waiter, role_is_new)
+    if settled is not None:
+        # MWAA installs requirements.txt on every create and update, and is AVAILABLE even
+        # when pip failed: what pip wrote decides
+        pip_failed, line = requirements_log.describe(clients.logs, settled)
+        if pip_failed:
+            raise DeployError(f"{config.environment_name} is AVAILABLE but {line}")
+        plan.say(line)
     return plan
 
 
@@ -180,10 +210,13 @@ def show_status(config: DeployConfig, clients: AwsClients, say: Callable[[str], 
     say(
         f"  last update: {last.get('Status', '-')} {last.get('Error', {}).get('ErrorMessage', '')}".rstrip()
     )
+    # AVAILABLE says nothing about requirements.txt: MWAA carries on when pip fails
+    pip_failed, requirements_line = requirements_log.describe(clients.logs, environment)
+    say(f"  {requirements_line}")
     if environment.get("Status") == "AVAILABLE":
         for run in airflow_api.recent_runs(clients.mwaa, config.environment_name):
             say(f"  run {run.get('dag_run_id')}: {run.get('state')} (after {run.get('run_after')})")
-    return 0
+    return 1 if pip_failed else 0
 
 
 def main(

@@ -13,11 +13,24 @@ from pathlib import Path
 
 DEFAULT_AIRFLOW_VERSION = "3.0.6"
 DAG_ID = "totesys_etl"
-SECRETS_PREFIX = "airflow/connections"
 CONNECTION_IDS = ("totesys_db", "warehouse_db", "smtp_default")
-# what MWAA's API accepts as AirflowConfigurationOptions keys and values
+# MWAA's API model (botocore's service-2.json): AirflowConfigurationOptions keys and values
 OPTION_KEY = re.compile(r"[a-z]+([a-z0-9._]*[a-z0-9_]+)?")
+OPTION_KEY_MAX = 64
 OPTION_VALUE = re.compile(r"[ -~]{1,65536}")
+# EnvironmentName is [a-zA-Z][0-9a-zA-Z-_]*, at most 80; ours also names buckets (lower case
+# only, no '_') and a role, so only lower case: 'Prod' and 'prod' would share them
+ENVIRONMENT_NAME = re.compile(r"[a-z][a-z0-9-]{0,79}")
+PREFIX = re.compile(r"[a-z][a-z0-9-]*")
+SUBNET_ID = re.compile(r"subnet-[a-zA-Z0-9\-._]+")
+SECURITY_GROUP_ID = re.compile(r"sg-[a-zA-Z0-9\-._]+")
+ROLE_NAME_MAX = 64  # IAM
+# schedulers each environment class allows (MWAA API docs: mw1.micro runs one, others 2-5)
+ENVIRONMENT_CLASSES = {
+    "mw1.micro": range(1, 2),
+    **{name: range(2, 6) for name in
+       ("mw1.small", "mw1.medium", "mw1.large", "mw1.xlarge", "mw1.2xlarge")},
+}  # fmt: skip
 LOG_TYPES = ("DagProcessingLogs", "SchedulerLogs", "TaskLogs", "WebserverLogs", "WorkerLogs")
 
 
@@ -42,8 +55,8 @@ class DeployConfig:
     alert_emails: tuple[str, ...] = ("data-team@terrifictotes.com",)
     alert_from: str = "totesys-airflow@terrifictotes.com"
     noncurrent_version_days: int = 30
-    # where the connections live; one per environment when several share an account
-    secrets_prefix: str = SECRETS_PREFIX
+    # where the connections live; empty: airflow/<environment>/connections
+    secrets_prefix: str = ""
     extra_options: Mapping[str, str] = field(default_factory=dict)  # section.key -> value
 
     @property
@@ -73,22 +86,61 @@ class DeployConfig:
         return f"{self.name_stem}-mwaa-execution"
 
     @property
+    def connections_prefix(self) -> str:
+        """Each environment its own: the role and the secrets backend are scoped to it."""
+        return self.secrets_prefix or f"airflow/{self.environment_name}/connections"
+
+    @property
     def ses_smtp_host(self) -> str:
         return f"email-smtp.{self.region}.amazonaws.com"
 
     def validate(self) -> None:
-        """Refuse, in one line, what AWS would refuse minutes into a deployment."""
-        stem = self.name_stem
-        if not stem.replace("-", "").isalnum() or not stem[0].isalpha():
+        """Refuse, in one line, what AWS would refuse minutes into a deployment (MWAA's
+        input limits from its API model and documentation), before anything is written."""
+        name = self.environment_name
+        if not ENVIRONMENT_NAME.fullmatch(name):
             raise DeployError(
-                f"prefix and environment name must be letters, digits and '-': {stem!r}"
+                f"environment name {name!r}: up to 80 lower-case letters, digits and '-', "
+                "starting with a letter (it names buckets and a role, which are lower case, "
+                "so names differing only in case would share them)"
             )
-        if len(self.source_bucket) > 63:
-            raise DeployError(f"bucket name {self.source_bucket!r} is longer than 63 characters")
+        if not PREFIX.fullmatch(self.prefix):
+            raise DeployError(
+                f"prefix {self.prefix!r}: lower-case letters, digits and '-', starting with a letter"
+            )
+        longest = max(self.buckets, key=len)
+        if len(longest) > 63:
+            raise DeployError(f"bucket name {longest!r} is longer than 63 characters")
+        if len(self.role_name) > ROLE_NAME_MAX:
+            raise DeployError(
+                f"role name {self.role_name!r} is longer than {ROLE_NAME_MAX} characters"
+            )
         if not 1 <= self.min_workers <= self.max_workers:
             raise DeployError("workers: need 1 <= --min-workers <= --max-workers")
-        if not self.secrets_prefix.strip("/") or self.secrets_prefix != self.secrets_prefix.strip(
-            "/"
+        allowed = ENVIRONMENT_CLASSES.get(self.environment_class)
+        if allowed is None:
+            raise DeployError(
+                f"environment class {self.environment_class!r}: one of {', '.join(ENVIRONMENT_CLASSES)}"
+            )
+        if self.schedulers not in allowed:
+            raise DeployError(
+                f"{self.environment_class} runs {allowed.start} to {allowed.stop - 1} "
+                f"scheduler(s), not {self.schedulers}"
+            )
+        if self.subnet_ids and (
+            len(set(self.subnet_ids)) != 2
+            or len(self.subnet_ids) != 2
+            or not all(SUBNET_ID.fullmatch(subnet) for subnet in self.subnet_ids)
+        ):
+            raise DeployError("--subnet-ids: two distinct subnet-... ids, in different zones")
+        if self.security_group_ids and (
+            len(self.security_group_ids) > 5
+            or not all(SECURITY_GROUP_ID.fullmatch(group) for group in self.security_group_ids)
+        ):
+            raise DeployError("--security-group-ids: one to five sg-... ids")
+        if self.secrets_prefix and (
+            self.secrets_prefix != self.secrets_prefix.strip("/")
+            or not self.secrets_prefix.strip("/")
         ):
             raise DeployError(
                 f"secrets prefix {self.secrets_prefix!r} must not start or end with '/'"
@@ -96,6 +148,8 @@ class DeployConfig:
         for option, value in self.extra_options.items():
             if not OPTION_KEY.fullmatch(option) or option.count(".") != 1:
                 raise DeployError(f"option {option!r} must look like section.key, in lower case")
+            if len(option) > OPTION_KEY_MAX:
+                raise DeployError(f"option {option!r} is longer than {OPTION_KEY_MAX} characters")
             if not OPTION_VALUE.fullmatch(value):
                 raise DeployError(
                     f"option {option}: MWAA takes 1 to 65536 printable ASCII characters"

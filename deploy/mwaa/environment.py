@@ -4,6 +4,7 @@ differ (new plugins/requirements versions included), then wait until it settles.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ SECRETS_BACKEND = "airflow.providers.amazon.aws.secrets.secrets_manager.SecretsM
 SKIP_AWS_DEFAULT = "^(?!aws_default$).*$"
 ROLE_PROPAGATION_ATTEMPTS = 8
 ROLE_PROPAGATION_SECONDS = 15.0
+ROLE_MESSAGE = re.compile(r"\brole\b", re.IGNORECASE)
 BUSY = frozenset(
     {"CREATING", "UPDATING", "ROLLING_BACK", "PENDING", "CREATING_SNAPSHOT", "MAINTENANCE"}
 )
@@ -48,7 +50,7 @@ def airflow_options(config: DeployConfig) -> dict[str, str]:
         "secrets.backend": SECRETS_BACKEND,
         "secrets.backend_kwargs": json.dumps(
             {
-                "connections_prefix": config.secrets_prefix,
+                "connections_prefix": config.connections_prefix,
                 "connections_lookup_pattern": SKIP_AWS_DEFAULT,
                 "variables_prefix": None,
                 "config_prefix": None,
@@ -65,6 +67,13 @@ def airflow_options(config: DeployConfig) -> dict[str, str]:
         "totesys.alert_emails": ",".join(config.alert_emails),
         "totesys.alert_from": config.alert_from,
     }
+    overridden = sorted(set(options) & set(config.extra_options))
+    if overridden:
+        # e.g. secrets.backend_kwargs would point the backend at another environment's
+        # secrets, totesys.ingestion_bucket at a bucket the role cannot write
+        raise DeployError(
+            f"option {overridden[0]} is set by the deployer; use its flag or leave it out"
+        )
     options.update(config.extra_options)
     return options
 
@@ -162,8 +171,9 @@ def ensure_environment(
     plan: Plan,
     waiter: EnvironmentWaiter,
     role_is_new: bool = False,
-) -> None:
-    """`current` is what get_environment returned when the run began (None: absent)."""
+) -> dict[str, Any] | None:
+    """`current` is what get_environment returned when the run began (None: absent). The
+    environment as it settled after our create or update; None when none was made."""
     name = desired["Name"]
     resource = f"mwaa environment {name}"
     if current is None:
@@ -172,9 +182,7 @@ def ensure_environment(
         if role_is_new:
             create = _retrying_while_role_propagates(create, waiter)
         plan.change(resource, f"create (Airflow {desired['AirflowVersion']})", create, **desired)
-        if not plan.dry_run:
-            waiter.wait(name, "create", started)
-        return
+        return None if plan.dry_run else waiter.wait(name, "create", started)
     if current.get("Status") in BUSY and not plan.dry_run:
         waiter.wait(name, "the running change")
         current = current_environment(mwaa, name) or current
@@ -188,7 +196,7 @@ def ensure_environment(
         if current.get("Status") != "AVAILABLE" or last.get("Status") not in (None, "SUCCESS"):
             waiter.say(f"note: {resource} is {current.get('Status')}, last update "
                        f"{last.get('Status', '-')}: {_reason(current)}")  # fmt: skip
-        return
+        return None
     started = datetime.now(UTC)
     plan.change(
         resource,
@@ -197,8 +205,15 @@ def ensure_environment(
         Name=name,
         **changed,
     )
-    if not plan.dry_run:
-        waiter.wait(name, "update", started)
+    return None if plan.dry_run else waiter.wait(name, "update", started)
+
+
+def _role_not_visible_yet(error: ClientError) -> bool:
+    """MWAA answers a role it cannot use yet with a ValidationException about the role
+    ("Failed to assume role ...", "Provided role does not have sufficient permissions ...");
+    any other ValidationException (a bad input) is final."""
+    message = str(error.response.get("Error", {}).get("Message", ""))
+    return error_code(error) == "ValidationException" and ROLE_MESSAGE.search(message) is not None
 
 
 def _retrying_while_role_propagates(
@@ -211,10 +226,7 @@ def _retrying_while_role_propagates(
             try:
                 return create(**kwargs)
             except ClientError as error:
-                if (
-                    error_code(error) != "ValidationException"
-                    or attempt == ROLE_PROPAGATION_ATTEMPTS - 1
-                ):
+                if not _role_not_visible_yet(error) or attempt == ROLE_PROPAGATION_ATTEMPTS - 1:
                     raise
                 waiter.say(
                     f"  the new execution role is not visible to MWAA yet; retrying ({error_code(error)})"

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from deploy.mwaa.aws import is_not_found
 from deploy.mwaa.config import DeployConfig
 from deploy.mwaa.plan import Plan
+from deploy.mwaa.secrets import ENVIRONMENT_TAG
 
 POLICY_NAME = "mwaa-execution"
 ACTIONS_WITHOUT_RESOURCES = frozenset(
@@ -24,7 +25,14 @@ ACTIONS_WITHOUT_RESOURCES = frozenset(
 )
 
 
-def trust_policy() -> dict[str, Any]:
+def environment_arn(config: DeployConfig, account: str) -> str:
+    return f"arn:aws:airflow:{config.region}:{account}:environment/{config.environment_name}"
+
+
+def trust_policy(config: DeployConfig, account: str) -> dict[str, Any]:
+    """MWAA may assume the role only for this environment of this account: the
+    `aws:SourceAccount` and `aws:SourceArn` conditions AWS documents against the confused
+    deputy (a service acting for another account's request)."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -32,6 +40,10 @@ def trust_policy() -> dict[str, Any]:
                 "Effect": "Allow",
                 "Principal": {"Service": ["airflow.amazonaws.com", "airflow-env.amazonaws.com"]},
                 "Action": "sts:AssumeRole",
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": account},
+                    "ArnLike": {"aws:SourceArn": environment_arn(config, account)},
+                },
             }
         ],
     }
@@ -44,7 +56,7 @@ def execution_policy(config: DeployConfig, account: str) -> dict[str, Any]:
     log_groups = f"arn:aws:logs:{region}:{account}:log-group:airflow-{env}-*"
     statements: list[dict[str, Any]] = [
         {"Sid": "PublishMetrics", "Effect": "Allow", "Action": "airflow:PublishMetrics",
-         "Resource": f"arn:aws:airflow:{region}:{account}:environment/{env}"},
+         "Resource": environment_arn(config, account)},
         {"Sid": "NoBucketListing", "Effect": "Deny", "Action": "s3:ListAllMyBuckets",
          "Resource": [source, f"{source}/*"]},
         {"Sid": "ReadDagSource", "Effect": "Allow",
@@ -77,7 +89,8 @@ def execution_policy(config: DeployConfig, account: str) -> dict[str, Any]:
          "Condition": {"StringLike": {"kms:ViaService": [f"sqs.{region}.amazonaws.com"]}}},
         {"Sid": "ConnectionSecrets", "Effect": "Allow",
          "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-         "Resource": f"arn:aws:secretsmanager:{region}:{account}:secret:{config.secrets_prefix}/*"},
+         "Resource": f"arn:aws:secretsmanager:{region}:{account}:secret:{config.connections_prefix}/*",
+         "Condition": {"StringEquals": {f"secretsmanager:ResourceTag/{ENVIRONMENT_TAG}": env}}},
     ]  # fmt: skip
     return {"Version": "2012-10-17", "Statement": statements}
 
@@ -99,19 +112,19 @@ def ensure_execution_role(iam: Any, config: DeployConfig, account: str, plan: Pl
             "create (trusted by MWAA)",
             iam.create_role,
             RoleName=name,
-            AssumeRolePolicyDocument=json.dumps(trust_policy()),
+            AssumeRolePolicyDocument=json.dumps(trust_policy(config, account)),
             Description=f"MWAA execution role of {config.environment_name}",
             Tags=[{"Key": "project", "Value": config.prefix}],
         )
     else:
         arn = role["Arn"]
-        if _document(role["AssumeRolePolicyDocument"]) != trust_policy():
+        if _document(role["AssumeRolePolicyDocument"]) != trust_policy(config, account):
             plan.change(
                 resource,
-                "reset its trust policy to MWAA only",
+                "reset its trust policy to MWAA for this environment only",
                 iam.update_assume_role_policy,
                 RoleName=name,
-                PolicyDocument=json.dumps(trust_policy()),
+                PolicyDocument=json.dumps(trust_policy(config, account)),
             )
     wanted = execution_policy(config, account)
     if role is None or _inline_policy(iam, name) != wanted:

@@ -1,27 +1,36 @@
-"""The pipeline's connections in Secrets Manager (`airflow/connections/<id>`), where MWAA's
-secrets backend finds them.
+"""The pipeline's connections in Secrets Manager (`airflow/<env>/connections/<id>` by
+default), where MWAA's secrets backend finds them.
+
+Each environment has its own prefix, and each secret carries the tag `mwaa-environment`
+naming the environment it belongs to: a secret under this environment's prefix that is
+tagged for another one (or not tagged) is refused, whether or not new values were given,
+so one environment never writes, or quietly runs on, another's databases.
 
 Values come from the environment or a hidden prompt and go straight into the API call: they
 are never printed, logged or written to disk, and a secret is rewritten only when its value
-differs from what is stored.
+differs from what is stored. Every value is read and checked before the first write.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
 from botocore.exceptions import ClientError
-from psycopg.conninfo import conninfo_to_dict
 
 from deploy.mwaa.aws import is_not_found
 from deploy.mwaa.config import DeployConfig, DeployError
-from deploy.mwaa.plan import Plan
+from etl.config import url_parts
+from etl.errors import ConfigError
 
 SES_SMTP_PORT = 587  # STARTTLS
+ENVIRONMENT_TAG = "mwaa-environment"
+# libpq parameters a URL may carry into the connection's extras (connections.py passes them on)
+KEPT_PARAMETERS = ("sslmode", "sslrootcert", "connect_timeout", "options")
+URL_PARTS = frozenset({"host", "port", "user", "password", "dbname"})
+TLS_MODES = ("require", "verify-ca", "verify-full")  # AWS: never without TLS
 Prompt = Callable[[str], str]
 
 
@@ -43,18 +52,58 @@ SOURCES = (
 )
 
 
+@dataclass(frozen=True)
+class SecretChange:
+    """One planned write, decided before any is made."""
+
+    resource: str
+    action: str
+    call: Callable[..., Any] | None  # None: only a dry run can name it (values come later)
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
 def secret_name(config: DeployConfig, conn_id: str) -> str:
-    return f"{config.secrets_prefix}/{conn_id}"
+    return f"{config.connections_prefix}/{conn_id}"
 
 
-def postgres_connection(env_name: str, url: str) -> dict[str, Any]:
-    """An Airflow connection (JSON form) from a postgresql:// URL; TLS required on AWS."""
+def postgres_connection(env_name: str, url: str, dag_files: Collection[str] = ()) -> dict[str, Any]:
+    """An Airflow connection (JSON form) from a postgresql:// URL, parsed by etl's rules.
+
+    TLS is required (`sslmode` require, verify-ca or verify-full; require when absent);
+    `sslrootcert`, `connect_timeout` and `options` are kept as extras. A relative
+    `sslrootcert` is a file of the DAG folder (`dag_files`, relative to it), where
+    connections.py finds it on MWAA. Messages name no part of the URL but parameter names."""
     try:
-        parts = conninfo_to_dict(url)
-    except (psycopg.Error, ValueError):
-        raise DeployError(f"{env_name} is not a postgresql:// URL") from None
+        parts = url_parts(url)
+    except ConfigError as error:
+        raise DeployError(f"{env_name}: {error}") from None
+    unknown = sorted(set(parts) - URL_PARTS - set(KEPT_PARAMETERS))
+    if unknown:
+        raise DeployError(
+            f"{env_name}: parameter(s) {', '.join(unknown)} are not kept in the connection; "
+            f"only {', '.join(KEPT_PARAMETERS)} are"
+        )
     if not parts.get("host") or not parts.get("dbname") or not parts.get("user"):
         raise DeployError(f"{env_name} needs a user, a host and a database name")
+    if "," in parts["host"]:
+        raise DeployError(f"{env_name}: name one host; the connection holds one")
+    extra = {key: parts[key] for key in KEPT_PARAMETERS if parts.get(key)}
+    extra.setdefault("sslmode", "require")
+    if extra["sslmode"] not in TLS_MODES:
+        raise DeployError(f"{env_name}: sslmode must be one of {', '.join(TLS_MODES)} on AWS")
+    root = extra.get("sslrootcert", "")
+    if extra["sslmode"] != "require" and not root:
+        raise DeployError(
+            f"{env_name}: sslmode={extra['sslmode']} needs sslrootcert=<CA bundle in dags/>, "
+            "e.g. sslrootcert=certs/global-bundle.pem"
+        )
+    if root and root != "system" and not root.startswith("/") and root not in dag_files:
+        raise DeployError(
+            f"{env_name}: sslrootcert {root} is not a tracked file of the DAG folder (dags/{root})"
+        )
+    timeout = extra.get("connect_timeout", "")
+    if timeout and not (timeout.isdigit() and int(timeout) > 0):
+        raise DeployError(f"{env_name}: connect_timeout must be a whole number of seconds")
     return {
         "conn_type": "postgres",
         "host": parts["host"],
@@ -62,7 +111,7 @@ def postgres_connection(env_name: str, url: str) -> dict[str, Any]:
         "login": parts["user"],
         "password": parts.get("password", ""),
         "schema": parts["dbname"],
-        "extra": {"sslmode": parts.get("sslmode", "require")},
+        "extra": extra,
     }
 
 
@@ -81,28 +130,34 @@ def smtp_connection(config: DeployConfig, username: str, password: str) -> dict[
 
 
 def build_connection(
-    config: DeployConfig, source: SecretSource, values: Mapping[str, str]
+    config: DeployConfig,
+    source: SecretSource,
+    values: Mapping[str, str],
+    dag_files: Collection[str] = (),
 ) -> dict[str, Any]:
     if source.conn_id == "smtp_default":
         return smtp_connection(config, values["SES_SMTP_USERNAME"], values["SES_SMTP_PASSWORD"])
     (env_name,) = source.env_names
-    return postgres_connection(env_name, values[env_name])
+    return postgres_connection(env_name, values[env_name], dag_files)
 
 
-def ensure_connection_secrets(
+def plan_connection_secrets(
     secretsmanager: Any,
     config: DeployConfig,
     env: Mapping[str, str],
     prompt: Prompt | None,
-    plan: Plan,
-) -> None:
-    """Create missing secrets and update changed ones. A secret that exists and has no new
-    value given is left alone; one that is missing needs its values from env or prompt."""
+    dry_run: bool,
+    dag_files: Collection[str] = (),
+) -> list[SecretChange]:
+    """Every secret's write, decided (values read, prompted for and checked, ownership
+    checked) before any is made. A secret that exists and has no new value given is left
+    alone; one that is missing needs its values from env or prompt."""
+    changes: list[SecretChange] = []
     for source in SOURCES:
         name = secret_name(config, source.conn_id)
-        stored = _stored(secretsmanager, name)
+        stored = _stored(secretsmanager, name, config.environment_name)
         values = {key: env[key] for key in source.env_names if env.get(key, "").strip()}
-        if len(values) < len(source.env_names) and stored is None and prompt and not plan.dry_run:
+        if len(values) < len(source.env_names) and stored is None and prompt and not dry_run:
             values = {
                 key: values.get(key) or prompt(f"{key} ({source.hint}): ")
                 for key in source.env_names
@@ -110,42 +165,56 @@ def ensure_connection_secrets(
         if len(values) < len(source.env_names):
             if stored is not None:
                 continue  # keep what is stored
-            if plan.dry_run:
-                plan.would(f"secret {name}", "create (values from env or prompt)")
+            if dry_run:
+                changes.append(
+                    SecretChange(f"secret {name}", "create (values from env or prompt)", None)
+                )
                 continue
             raise DeployError(
                 f"secret {name} does not exist: set {' and '.join(source.env_names)} "
                 "or run in a terminal to be prompted"
             )
-        wanted = build_connection(config, source, values)
+        wanted = build_connection(config, source, values, dag_files)
         body = json.dumps(wanted, sort_keys=True)
         if stored is None:
-            plan.change(
-                f"secret {name}",
-                "create",
-                secretsmanager.create_secret,
-                Name=name,
-                SecretString=body,
-                Description=f"Airflow connection {source.conn_id} for {config.name_stem}",
-                Tags=[{"Key": "project", "Value": config.prefix}],
-            )
+            tags = [{"Key": "project", "Value": config.prefix},
+                    {"Key": ENVIRONMENT_TAG, "Value": config.environment_name}]  # fmt: skip
+            changes.append(SecretChange(
+                f"secret {name}", "create", secretsmanager.create_secret,
+                {"Name": name, "SecretString": body, "Tags": tags,
+                 "Description": f"Airflow connection {source.conn_id} for {config.name_stem}"},
+            ))  # fmt: skip
         elif stored != wanted:
-            plan.change(
-                f"secret {name}",
-                "update (value changed)",
-                secretsmanager.put_secret_value,
-                SecretId=name,
-                SecretString=body,
-            )
+            changes.append(SecretChange(
+                f"secret {name}", "update (value changed)", secretsmanager.put_secret_value,
+                {"SecretId": name, "SecretString": body},
+            ))  # fmt: skip
+    return changes
 
 
-def _stored(secretsmanager: Any, name: str) -> dict[str, Any] | None:
-    """The stored connection, or None when there is no secret (or no readable value)."""
+def _stored(secretsmanager: Any, name: str, environment: str) -> dict[str, Any] | None:
+    """The stored connection, or None when there is no secret; refused when the secret is
+    not tagged as this environment's."""
     try:
-        text = secretsmanager.get_secret_value(SecretId=name).get("SecretString", "")
+        described = secretsmanager.describe_secret(SecretId=name)
     except ClientError as error:
         if is_not_found(error):
             return None
+        raise
+    tags = {tag.get("Key"): tag.get("Value") for tag in described.get("Tags", [])}
+    owner = tags.get(ENVIRONMENT_TAG)
+    if owner != environment:
+        whose = f"environment {owner!r}" if owner else f"no environment (no {ENVIRONMENT_TAG} tag)"
+        raise DeployError(
+            f"secret {name} belongs to {whose}, not {environment!r}: give each environment its "
+            f"own --secrets-prefix, or tag the secret {ENVIRONMENT_TAG}={environment} if it is "
+            "this environment's"
+        )
+    try:
+        text = secretsmanager.get_secret_value(SecretId=name).get("SecretString", "")
+    except ClientError as error:
+        if is_not_found(error):  # described but no value yet
+            return {}
         raise
     try:
         stored = json.loads(text)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -31,6 +32,8 @@ SECRET_ENV = {
     "SES_SMTP_USERNAME": "AKIASESUSEREXAMPLE",
     "SES_SMTP_PASSWORD": "S3cr3t-ses-smtp-pw",
 }
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+                "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}  # fmt: skip
 SECRET_VALUES = ("S3cr3t-totesys-pw", "S3cr3t-warehouse-pw", "S3cr3t-ses-smtp-pw")
 
 
@@ -82,16 +85,29 @@ class Deployment:
     output: list[str] = field(default_factory=list)
 
     def run(self, *args: str, env: dict[str, str] | None = None) -> int:
-        """`python -m deploy mwaa ...` in-process with these clients; output kept."""
-        argv = [*args, "--env-name", self.env_name, "--region", REGION,
-                "--project-root", str(self.project), "--secrets-prefix", self.secrets_prefix,
-                "--subnet-ids", ",".join(SUBNETS), "--security-group-ids", SECURITY_GROUP]  # fmt: skip
+        """`python -m deploy mwaa ...` in-process with these clients; output kept. `args`
+        come last, so they override the defaults here (argparse keeps the last)."""
+        argv = ["--env-name", self.env_name, "--region", REGION,
+                "--project-root", str(self.project),
+                "--subnet-ids", ",".join(SUBNETS), "--security-group-ids", SECURITY_GROUP,
+                *args]  # fmt: skip
         return main(argv, clients=self.clients, env=env if env is not None else SECRET_ENV,
                     say=self.output.append, sleep=lambda seconds: None)  # fmt: skip
 
     @property
     def secrets_prefix(self) -> str:
+        """Each environment's own, by default."""
         return f"airflow/{self.env_name}/connections"
+
+    def another_environment(self) -> Deployment:
+        """A second environment in the same account (same clients and MWAA stub)."""
+        return Deployment(self.clients, self.stub, f"t{uuid.uuid4().hex[:10]}", self.project,
+                          self.sent, self.output)  # fmt: skip
+
+    def buckets(self) -> set[str]:
+        """This environment's buckets that exist."""
+        listed = self.clients.s3.list_buckets()["Buckets"]
+        return {bucket["Name"] for bucket in listed if self.env_name in bucket["Name"]}
 
     @property
     def source_bucket(self) -> str:
@@ -105,14 +121,30 @@ class Deployment:
         return str(self.clients.s3.head_object(Bucket=self.source_bucket, Key=key)["VersionId"])
 
 
+def git(root: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True,
+                          text=True, env={**os.environ, **GIT_IDENTITY})  # fmt: skip
+    return done.stdout
+
+
+def commit(root: Path, message: str) -> None:
+    """Track and commit everything in the project copy (what an operator deploys)."""
+    git(root, "add", "--all")
+    git(root, "commit", "--quiet", "--allow-empty", "-m", message)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A copy of what gets deployed, free to edit."""
+    """A copy of what gets deployed, free to edit: a git work tree of its own, since only
+    tracked files are shipped."""
     root = tmp_path / "project"
     for folder in ("dags", "etl", "plugins"):
         shutil.copytree(REPO_ROOT / folder, root / folder,
                         ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     shutil.copy(REPO_ROOT / "requirements.txt", root / "requirements.txt")
+    shutil.copy(REPO_ROOT / ".gitignore", root / ".gitignore")
+    git(root, "init", "--quiet")
+    commit(root, "the project as deployed")
     return root
 
 
@@ -130,6 +162,7 @@ def deployment(aws: AwsEmulator, project: Path) -> Iterator[Deployment]:
         secretsmanager=aws.client("secretsmanager"),
         sts=aws.client("sts"),
         mwaa=mwaa,
+        logs=aws.client("logs"),
     )
     deployment = Deployment(clients, Stubber(mwaa), f"t{uuid.uuid4().hex[:10]}", project)
 
@@ -144,9 +177,8 @@ def deployment(aws: AwsEmulator, project: Path) -> Iterator[Deployment]:
 def as_get_environment(created: dict[str, Any], status: str, **extra: Any) -> dict[str, Any]:
     """What get_environment answers for an environment made with these create arguments."""
     environment = {key: value for key, value in created.items() if key != "Tags"}
-    log_group = f"arn:aws:logs:{REGION}:123456789012:log-group:airflow-{created['Name']}"
     environment["LoggingConfiguration"] = {
-        kind: {**setting, "CloudWatchLogGroupArn": f"{log_group}-{kind}"}
+        kind: {**setting, "CloudWatchLogGroupArn": log_group_arn(created["Name"], kind)}
         for kind, setting in created["LoggingConfiguration"].items()
     }
     environment.update(
@@ -157,6 +189,16 @@ def as_get_environment(created: dict[str, Any], status: str, **extra: Any) -> di
         **extra,
     )
     return {"Environment": environment}
+
+
+# the log group MWAA makes for each kind of log
+LOG_GROUP_SUFFIX = {"DagProcessingLogs": "DAGProcessing", "SchedulerLogs": "Scheduler",
+                    "TaskLogs": "Task", "WebserverLogs": "WebServer", "WorkerLogs": "Worker"}  # fmt: skip
+
+
+def log_group_arn(environment: str, kind: str) -> str:
+    name = f"airflow-{environment}-{LOG_GROUP_SUFFIX[kind]}"
+    return f"arn:aws:logs:{REGION}:123456789012:log-group:{name}:*"
 
 
 def not_found(stub: Stubber) -> None:

@@ -17,6 +17,7 @@ from tests.deploy.mwaa.conftest import (
     SUBNETS,
     Deployment,
     as_get_environment,
+    commit,
     expect_create,
     not_found,
 )
@@ -102,8 +103,16 @@ def test_first_apply_creates_every_resource_with_the_required_settings(
     assert not any("__pycache__" in key or key.endswith(".pyc") for key in keys)
 
     role = deployment.clients.iam.get_role(RoleName=f"totesys-{name}-mwaa-execution")["Role"]
-    principals = role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"]
-    assert set(principals) == {"airflow.amazonaws.com", "airflow-env.amazonaws.com"}
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert set(trust["Principal"]["Service"]) == {
+        "airflow.amazonaws.com",
+        "airflow-env.amazonaws.com",
+    }
+    account = deployment.clients.sts.get_caller_identity()["Account"]
+    assert trust["Condition"] == {  # against the confused deputy
+        "StringEquals": {"aws:SourceAccount": account},
+        "ArnLike": {"aws:SourceArn": f"arn:aws:airflow:eu-west-2:{account}:environment/{name}"},
+    }
 
     assert created["ExecutionRoleArn"] == role["Arn"]
     assert created["SourceBucketArn"] == f"arn:aws:s3:::{source}"
@@ -339,9 +348,11 @@ def test_a_new_role_not_yet_visible_to_mwaa_is_retried(deployment: Deployment) -
 
 
 def test_changed_plugins_pass_their_new_version_and_nothing_else(deployment: Deployment) -> None:
+    module = deployment.project / "plugins" / "outcome_listener.py"
+    module.write_text("from airflow.plugins_manager import AirflowPlugin\n")
+    commit(deployment.project, "a plugin")
     created = first_apply(deployment)
-    module = deployment.project / "plugins" / "README.md"
-    module.write_text(module.read_text() + "\nchanged\n")
+    module.write_text(module.read_text() + "\n# changed\n")
     expect_update(deployment, created)
 
     assert deployment.run() == 0
@@ -446,3 +457,25 @@ def test_a_missing_project_file_is_one_line(
     assert error.startswith("error: No such file or directory: ") and error.endswith(
         "requirements.txt\n"
     )
+
+
+def test_untracked_files_stay_home_and_are_named(deployment: Deployment) -> None:
+    (deployment.project / "etl" / ".env").write_text("TOTESYS_DB_URL=postgresql://u:x@h/db\n")
+    (deployment.project / "dags" / "scratch_dag.py").write_text("# not committed\n")
+    first_apply_output = deployment.output
+    expect_create(deployment)
+
+    assert deployment.run() == 0
+    keys = {
+        item["Key"]
+        for item in deployment.clients.s3.list_objects_v2(Bucket=deployment.source_bucket)[
+            "Contents"
+        ]
+    }
+    assert "dags/etl/.env" not in keys and "dags/scratch_dag.py" not in keys
+    assert "dags/etl/config.py" in keys
+    notes = [line for line in first_apply_output if line.startswith("note:")]
+    assert notes == [
+        "note: dags/scratch_dag.py is not tracked by git, so it is not shipped",
+        "note: etl/.env is not tracked by git, so it is not shipped",
+    ]

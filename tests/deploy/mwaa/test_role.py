@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from deploy.mwaa.config import DeployConfig
-from deploy.mwaa.role import execution_policy
+from deploy.mwaa.role import execution_policy, trust_policy
 from tests.conftest import REPO_ROOT
 
 ACCOUNT = "123456789012"
@@ -59,8 +59,11 @@ def test_writes_go_to_the_data_buckets_only_and_the_source_bucket_is_read_only()
 def test_secrets_logs_and_metrics_are_named() -> None:
     by_sid = {statement["Sid"]: statement for statement in _statements()}
     assert by_sid["ConnectionSecrets"]["Resource"] == (
-        f"arn:aws:secretsmanager:eu-west-2:{ACCOUNT}:secret:airflow/connections/*"
+        f"arn:aws:secretsmanager:eu-west-2:{ACCOUNT}:secret:airflow/prod/connections/*"
     )
+    assert by_sid["ConnectionSecrets"]["Condition"] == {
+        "StringEquals": {"secretsmanager:ResourceTag/mwaa-environment": "prod"}
+    }
     assert by_sid["Logs"]["Resource"] == [
         f"arn:aws:logs:eu-west-2:{ACCOUNT}:log-group:airflow-prod-*"
     ]
@@ -112,3 +115,14 @@ def _allowed(action: str, resource: str) -> bool:
         )
     ]
     return "Allow" in verdicts and "Deny" not in verdicts
+
+
+def test_only_mwaa_acting_for_this_environment_of_this_account_may_assume_the_role() -> None:
+    (statement,) = trust_policy(CONFIG, ACCOUNT)["Statement"]
+    assert statement["Principal"] == {
+        "Service": ["airflow.amazonaws.com", "airflow-env.amazonaws.com"]
+    }
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": ACCOUNT},
+        "ArnLike": {"aws:SourceArn": f"arn:aws:airflow:eu-west-2:{ACCOUNT}:environment/prod"},
+    }

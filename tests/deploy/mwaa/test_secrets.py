@@ -4,13 +4,21 @@ configured as the deployment configures MWAA, and only from env or a hidden prom
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
+from psycopg.conninfo import conninfo_to_dict
 
 from deploy.local.stack import MOTO_CREDENTIALS
 from deploy.mwaa.config import DeployConfig
 from deploy.mwaa.environment import airflow_options
-from tests.deploy.mwaa.conftest import SECRET_ENV, Deployment, expect_create, not_found
+from tests.conftest import REPO_ROOT
+from tests.deploy.mwaa.conftest import SECRET_ENV, Deployment, commit, expect_create, not_found
 
 
 def _backend(deployment: Deployment, kwargs_json: str) -> object:
@@ -102,5 +110,151 @@ def test_values_typed_at_the_prompt_are_stored_and_never_echoed(deployment: Depl
 
 def test_backend_options_skip_aws_default_and_variables() -> None:
     kwargs = json.loads(airflow_options(DeployConfig("prod"))["secrets.backend_kwargs"])
-    assert kwargs["connections_prefix"] == "airflow/connections"
+    assert kwargs["connections_prefix"] == "airflow/prod/connections"
     assert kwargs["variables_prefix"] is None and kwargs["config_prefix"] is None
+
+
+def test_a_second_environment_plans_only_its_own_secrets(deployment: Deployment) -> None:
+    expect_create(deployment)
+    assert deployment.run() == 0
+    test = {tag["Key"]: tag["Value"] for tag in deployment.clients.secretsmanager.describe_secret(
+        SecretId=f"{deployment.secrets_prefix}/totesys_db")["Tags"]}  # fmt: skip
+    assert test["mwaa-environment"] == deployment.env_name
+    prod = deployment.another_environment()
+    deployment.output.clear()
+    new_urls = dict(
+        SECRET_ENV, TOTESYS_DB_URL="postgresql://reader:pw-prod@prod-db.example.com/totesys"
+    )
+
+    nothing: dict[str, str] = {}
+    for env in (new_urls, nothing):  # with new values, and with none
+        not_found(deployment.stub)
+        assert prod.run("--dry-run", env=env) == 0
+        secrets = [line for line in deployment.output if "secret " in line]
+        assert secrets == [
+            f"would secret airflow/{prod.env_name}/connections/{conn_id}: "
+            + ("create" if env else "create (values from env or prompt)")
+            for conn_id in ("totesys_db", "warehouse_db", "smtp_default")
+        ]
+        assert not [line for line in deployment.output if deployment.env_name in line]
+        deployment.output.clear()
+    options = json.loads(airflow_options(DeployConfig(prod.env_name))["secrets.backend_kwargs"])
+    assert options["connections_prefix"] == f"airflow/{prod.env_name}/connections"
+
+
+@pytest.mark.parametrize("with_values", [True, False])
+def test_a_secret_of_another_environment_is_refused_whether_or_not_values_are_given(
+    deployment: Deployment, with_values: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expect_create(deployment)
+    assert deployment.run() == 0
+    before = deployment.clients.secretsmanager.get_secret_value(
+        SecretId=f"{deployment.secrets_prefix}/totesys_db"
+    )["VersionId"]
+    prod = deployment.another_environment()
+    not_found(deployment.stub)
+    capsys.readouterr()
+
+    # prod pointed at test's prefix: with values it would overwrite them, without it
+    # would quietly run against test's databases
+    code = prod.run("--secrets-prefix", deployment.secrets_prefix,
+                    env=SECRET_ENV if with_values else {})  # fmt: skip
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"error: secret {deployment.secrets_prefix}/totesys_db belongs to environment "
+        f"'{deployment.env_name}', not '{prod.env_name}': give each environment its own "
+        f"--secrets-prefix, or tag the secret mwaa-environment={prod.env_name} if it is "
+        "this environment's\n"
+    )
+    assert prod.buckets() == set()
+    after = deployment.clients.secretsmanager.get_secret_value(
+        SecretId=f"{deployment.secrets_prefix}/totesys_db"
+    )["VersionId"]
+    assert after == before
+
+
+def test_an_untagged_secret_under_the_prefix_is_not_taken_over(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployment.clients.secretsmanager.create_secret(
+        Name=f"{deployment.secrets_prefix}/warehouse_db", SecretString='{"conn_type": "postgres"}'
+    )
+    not_found(deployment.stub)
+    assert deployment.run() == 1
+    assert capsys.readouterr().err.startswith(
+        f"error: secret {deployment.secrets_prefix}/warehouse_db belongs to no environment "
+        "(no mwaa-environment tag), not"
+    )
+    assert deployment.buckets() == set()
+    with pytest.raises(ClientError):  # totesys_db is planned before it, yet not written
+        deployment.clients.secretsmanager.describe_secret(
+            SecretId=f"{deployment.secrets_prefix}/totesys_db"
+        )
+
+
+def test_tls_settings_of_the_url_reach_airflow(deployment: Deployment) -> None:
+    bundle = deployment.project / "dags" / "certs" / "global-bundle.pem"
+    bundle.parent.mkdir()
+    bundle.write_text("-----BEGIN CERTIFICATE-----\nnot a real one\n-----END CERTIFICATE-----\n")
+    commit(deployment.project, "a CA bundle")
+    url = ("postgresql://reader:S3cr3t-totesys-pw@totesys.example.com:5432/totesys"
+           "?sslmode=verify-full&sslrootcert=certs/global-bundle.pem&connect_timeout=10")  # fmt: skip
+    expect_create(deployment)
+    assert deployment.run(env=dict(SECRET_ENV, TOTESYS_DB_URL=url)) == 0
+    options = deployment.sent["CreateEnvironment"][0]["AirflowConfigurationOptions"]
+
+    totesys = _backend(deployment, options["secrets.backend_kwargs"]).get_connection("totesys_db")  # type: ignore[attr-defined]
+    assert totesys.extra_dejson == {
+        "sslmode": "verify-full",
+        "sslrootcert": "certs/global-bundle.pem",
+        "connect_timeout": "10",
+    }
+    assert "dags/certs/global-bundle.pem" in {
+        item["Key"]
+        for item in deployment.clients.s3.list_objects_v2(Bucket=deployment.source_bucket)[
+            "Contents"
+        ]
+    }
+
+
+@pytest.mark.parametrize(("query", "error"), [
+    ("sslmode=disable", "TOTESYS_DB_URL: sslmode must be one of require, verify-ca, verify-full on AWS"),
+    ("sslmode=verify-full", "TOTESYS_DB_URL: sslmode=verify-full needs sslrootcert=<CA bundle in dags/>"),
+    ("sslmode=verify-ca&sslrootcert=certs/missing.pem",
+     "TOTESYS_DB_URL: sslrootcert certs/missing.pem is not a tracked file of the DAG folder"),
+    ("connect_timeout=soon", "TOTESYS_DB_URL: connect_timeout must be a whole number of seconds"),
+    ("application_name=x", "TOTESYS_DB_URL: parameter(s) application_name are not kept"),
+])  # fmt: skip
+def test_tls_settings_that_cannot_work_on_mwaa_are_refused_before_anything_is_written(
+    deployment: Deployment, query: str, error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"postgresql://reader:S3cr3t-totesys-pw@totesys.example.com:5432/totesys?{query}"
+    not_found(deployment.stub)
+    assert deployment.run(env=dict(SECRET_ENV, TOTESYS_DB_URL=url)) == 1
+    stderr = capsys.readouterr().err
+    assert stderr.startswith(f"error: {error}") and stderr.count("\n") == 1
+    assert "S3cr3t" not in stderr
+    assert deployment.buckets() == set()
+
+
+def test_the_dag_finds_the_shipped_ca_bundle_wherever_its_folder_is(tmp_path: Path) -> None:
+    """The secret's relative sslrootcert, read by the DAG's own connections.py from a copy
+    of the DAG folder placed elsewhere (as MWAA does), names the bundle in that folder."""
+    dags = tmp_path / "usr" / "local" / "airflow" / "dags"
+    shutil.copytree(REPO_ROOT / "dags", dags, ignore=shutil.ignore_patterns("__pycache__"))
+    connection = {"conn_type": "postgres", "host": "db.example.com", "port": 5432,
+                  "login": "reader", "password": "S3cr3t-pw", "schema": "totesys",
+                  "extra": {"sslmode": "verify-full", "sslrootcert": "certs/global-bundle.pem",
+                            "connect_timeout": "10"}}  # fmt: skip
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "from totesys_airflow.connections import postgres_url; "
+            "print(postgres_url('totesys_db').reveal())")  # fmt: skip
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow-home"),
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PYTHONPATH": str(REPO_ROOT),
+           "AIRFLOW_CONN_TOTESYS_DB": json.dumps(connection)}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code, str(dags)], env=env,
+                          capture_output=True, text=True, check=True)  # fmt: skip
+
+    parts = conninfo_to_dict(done.stdout.strip().splitlines()[-1])
+    assert parts["sslrootcert"] == str(dags / "certs" / "global-bundle.pem")
+    assert (parts["sslmode"], parts["connect_timeout"]) == ("verify-full", "10")
