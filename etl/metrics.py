@@ -92,7 +92,7 @@ def _chunks(items: Sequence[Metric], size: int) -> Iterator[Sequence[Metric]]:
 class CloudWatchMetrics:
     """PutMetricData in batches; an error from CloudWatch is logged, never raised."""
 
-    client: Any  # boto3 CloudWatch client
+    cloudwatch: Any  # a boto3 CloudWatch client
     environment: str
     namespace: str = NAMESPACE
 
@@ -110,7 +110,7 @@ class CloudWatchMetrics:
                 for m in chunk
             ]
             try:
-                self.client.put_metric_data(Namespace=self.namespace, MetricData=data)
+                self.cloudwatch.put_metric_data(Namespace=self.namespace, MetricData=data)
             except Exception as error:  # botocore's errors and any transport failure alike
                 logger.warning(
                     "metrics not sent to CloudWatch (%d dropped): %s",

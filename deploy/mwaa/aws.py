@@ -1,5 +1,5 @@
 """The AWS clients a deployment uses, made in one place so tests can hand in their own
-(moto for S3/IAM/Secrets Manager/CloudWatch Logs, a Stubber-wrapped client for MWAA)."""
+(moto for S3/IAM/Secrets Manager/CloudWatch/SNS, a Stubber-wrapped client for MWAA)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ class AwsClients:
     sts: Any
     mwaa: Any
     logs: Any  # CloudWatch Logs: what MWAA's pip install wrote
+    cloudwatch: Any  # the dashboard and alarms
+    sns: Any  # the alert topic
 
     @classmethod
     def for_region(cls, region: str) -> AwsClients:
@@ -29,7 +31,16 @@ class AwsClients:
         return cls(
             *(
                 session.client(name)
-                for name in ("s3", "iam", "secretsmanager", "sts", "mwaa", "logs")
+                for name in (
+                    "s3",
+                    "iam",
+                    "secretsmanager",
+                    "sts",
+                    "mwaa",
+                    "logs",
+                    "cloudwatch",
+                    "sns",
+                )
             )
         )
 

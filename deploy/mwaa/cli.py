@@ -47,6 +47,7 @@ from deploy.mwaa.environment import (
     desired_environment,
     ensure_environment,
 )
+from deploy.mwaa.monitoring import ensure_monitoring
 from deploy.mwaa.plan import Plan
 from deploy.mwaa.role import ensure_execution_role
 from deploy.mwaa.secrets import Prompt, plan_connection_secrets
@@ -98,6 +99,18 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--alert-emails", type=_csv, default=DeployConfig("x").alert_emails)
     parser.add_argument("--alert-from", default=DeployConfig("x").alert_from)
     parser.add_argument(
+        "--lag-alarm-minutes",
+        type=int,
+        default=DeployConfig("x").lag_alarm_minutes,
+        help="alarm when a source change has waited longer than this to reach the warehouse",
+    )
+    parser.add_argument(
+        "--dead-man-minutes",
+        type=int,
+        default=DeployConfig("x").dead_man_minutes,
+        help="alarm when no load has succeeded (or nothing reported at all) for this long",
+    )
+    parser.add_argument(
         "--option",
         action="append",
         default=[],
@@ -138,6 +151,8 @@ def config_from_args(args: argparse.Namespace) -> DeployConfig:
         alert_from=args.alert_from,
         extra_options=options,
         secrets_prefix=args.secrets_prefix,
+        lag_alarm_minutes=args.lag_alarm_minutes,
+        dead_man_minutes=args.dead_man_minutes,
     )
     config.validate()
     return config
@@ -175,6 +190,7 @@ def apply(
     for bucket in config.buckets:
         ensure_bucket(clients.s3, bucket, config.region, config.noncurrent_version_days, plan)
     role_arn = ensure_execution_role(clients.iam, config, account, plan)
+    ensure_monitoring(clients.cloudwatch, clients.sns, config, plan)
     sync_dag_folder(clients.s3, config.source_bucket, dags, plan)
     versions = ArtifactVersions(
         plugins=sync_versioned_object(clients.s3, config.source_bucket, plugins, plan),

@@ -58,6 +58,8 @@ class DeployConfig:
     # where the connections live; empty: airflow/<environment>/connections
     secrets_prefix: str = ""
     extra_options: Mapping[str, str] = field(default_factory=dict)  # section.key -> value
+    lag_alarm_minutes: int = 30  # alarm when a source change waited longer than this
+    dead_man_minutes: int = 60  # alarm when no load succeeded (or nothing reported) this long
 
     @property
     def name_stem(self) -> str:
@@ -145,6 +147,11 @@ class DeployConfig:
             raise DeployError(
                 f"secrets prefix {self.secrets_prefix!r} must not start or end with '/'"
             )
+        if not 1 <= self.lag_alarm_minutes <= 1440:
+            raise DeployError("--lag-alarm-minutes: 1 to 1440")
+        if not 5 <= self.dead_man_minutes <= 1440:
+            # a CloudWatch alarm's period times its evaluation periods is at most one day
+            raise DeployError("--dead-man-minutes: 5 to 1440")
         for option, value in self.extra_options.items():
             if not OPTION_KEY.fullmatch(option) or option.count(".") != 1:
                 raise DeployError(f"option {option!r} must look like section.key, in lower case")

@@ -66,6 +66,9 @@ def airflow_options(config: DeployConfig) -> dict[str, str]:
         "totesys.processed_bucket": config.processed_bucket,
         "totesys.alert_emails": ",".join(config.alert_emails),
         "totesys.alert_from": config.alert_from,
+        # the pipeline's and the listener's metrics, which the alarms watch
+        "totesys.metrics_sink": "cloudwatch",
+        "totesys.environment": config.environment_name,
     }
     overridden = sorted(set(options) & set(config.extra_options))
     if overridden:

@@ -18,6 +18,9 @@ from deploy.mwaa.aws import is_not_found
 from deploy.mwaa.config import DeployConfig
 from deploy.mwaa.plan import Plan
 from deploy.mwaa.secrets import ENVIRONMENT_TAG
+from etl.metrics import NAMESPACE
+
+MWAA_NAMESPACE = "AmazonMWAA"  # the namespace of MWAA's own environment metrics
 
 POLICY_NAME = "mwaa-execution"
 ACTIONS_WITHOUT_RESOURCES = frozenset(
@@ -78,7 +81,10 @@ def execution_policy(config: DeployConfig, account: str) -> dict[str, Any]:
          "Resource": [log_groups]},
         {"Sid": "DescribeLogGroups", "Effect": "Allow", "Action": "logs:DescribeLogGroups",
          "Resource": f"arn:aws:logs:{region}:{account}:log-group:*"},
-        {"Sid": "Metrics", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*"},
+        # PutMetricData has no resource to scope; its namespace is the condition: MWAA's own
+        # metrics and the pipeline's (etl/metrics.py), nothing else
+        {"Sid": "Metrics", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
+         "Condition": {"StringEquals": {"cloudwatch:namespace": [MWAA_NAMESPACE, NAMESPACE]}}},
         {"Sid": "CeleryQueues", "Effect": "Allow",
          "Action": ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
                     "sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:SendMessage"],

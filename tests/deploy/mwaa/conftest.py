@@ -163,6 +163,8 @@ def deployment(aws: AwsEmulator, project: Path) -> Iterator[Deployment]:
         sts=aws.client("sts"),
         mwaa=mwaa,
         logs=aws.client("logs"),
+        cloudwatch=aws.client("cloudwatch"),
+        sns=aws.client("sns"),
     )
     deployment = Deployment(clients, Stubber(mwaa), f"t{uuid.uuid4().hex[:10]}", project)
 

@@ -17,7 +17,6 @@ from tests.deploy.mwaa.conftest import (
     SUBNETS,
     Deployment,
     as_get_environment,
-    commit,
     expect_create,
     not_found,
 )
@@ -348,9 +347,7 @@ def test_a_new_role_not_yet_visible_to_mwaa_is_retried(deployment: Deployment) -
 
 
 def test_changed_plugins_pass_their_new_version_and_nothing_else(deployment: Deployment) -> None:
-    module = deployment.project / "plugins" / "outcome_listener.py"
-    module.write_text("from airflow.plugins_manager import AirflowPlugin\n")
-    commit(deployment.project, "a plugin")
+    module = deployment.project / "plugins" / "totesys_task_metrics.py"
     created = first_apply(deployment)
     module.write_text(module.read_text() + "\n# changed\n")
     expect_update(deployment, created)

@@ -31,36 +31,29 @@ def test_the_dag_folder_carries_the_etl_package_and_no_caches(project: Path) -> 
     assert keys == sorted(keys)
 
 
-def a_plugin(project: Path) -> Path:
-    """A plugin module in the project copy: what plugins/ holds does not change how it zips."""
-    module = project / "plugins" / "team_plugin" / "listener.py"
-    module.parent.mkdir(parents=True, exist_ok=True)
-    (module.parent / "__init__.py").write_text("")
-    module.write_text("from airflow.plugins_manager import AirflowPlugin\n")
-    commit(project, "a plugin")
-    return module
+PLUGIN = "totesys_task_metrics.py"
 
 
 def test_plugins_zip_is_the_same_bytes_for_the_same_tree(project: Path) -> None:
-    module = a_plugin(project)
+    module = project / "plugins" / PLUGIN
     first = plugins_zip(project).body
     os.utime(module, (0, 0))  # a fresh checkout has other timestamps
     module.chmod(0o600)
     assert plugins_zip(project).body == first
 
     names = zipfile.ZipFile(io.BytesIO(first)).namelist()
-    assert names == ["team_plugin/__init__.py", "team_plugin/listener.py"]  # no README
-    assert not [name for name in names if "__pycache__" in name]
+    assert names == [PLUGIN]  # the plugin modules only: no README, no caches
 
 
 def test_plugins_zip_changes_when_a_plugin_changes(project: Path) -> None:
-    module = a_plugin(project)
+    module = project / "plugins" / PLUGIN
     before = plugins_zip(project)
     module.write_text(module.read_text() + "\n# changed\n")
+    commit(project, "a plugin changed")
     after = plugins_zip(project)
     assert after.md5 != before.md5
     archive = zipfile.ZipFile(io.BytesIO(after.body))
-    assert archive.read("team_plugin/listener.py").endswith(b"# changed\n")
+    assert archive.read(PLUGIN).endswith(b"# changed\n")
 
 
 def test_only_tracked_files_are_shipped_and_untracked_ones_are_named(project: Path) -> None:
@@ -96,8 +89,9 @@ def test_a_project_outside_git_is_refused(tmp_path: Path) -> None:
 def test_plugins_zip_holds_only_plugin_modules_and_an_empty_plugins_folder_works(
     project: Path,
 ) -> None:
+    git(project, "rm", "--quiet", f"plugins/{PLUGIN}")
+    commit(project, "a plugins folder with only its README")
     readme = project / "plugins" / "README.md"
-    assert readme.exists()  # the repository's plugins/ holds only its README today
     empty = plugins_zip(project)
     # a marker Airflow does not load (not .py), never an archive without entries
     assert zipfile.ZipFile(io.BytesIO(empty.body)).namelist() == ["NO_PLUGINS.txt"]

@@ -72,6 +72,11 @@ def test_secrets_logs_and_metrics_are_named() -> None:
         == f"arn:aws:airflow:eu-west-2:{ACCOUNT}:environment/prod"
     )
     assert by_sid["PublishMetrics"]["Action"] == "airflow:PublishMetrics"
+    # PutMetricData has no resource: only MWAA's own namespace and the pipeline's
+    assert by_sid["Metrics"]["Action"] == "cloudwatch:PutMetricData"
+    assert by_sid["Metrics"]["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": ["AmazonMWAA", "Totesys/Pipeline"]}
+    }
 
 
 # every S3 call the pipeline makes -> (IAM action, whether it acts on an object or the bucket)

@@ -1,0 +1,215 @@
+"""Watching the pipeline from outside Airflow: an SNS topic with the alert addresses, a
+CloudWatch dashboard and two alarms, made idempotent like the rest of the deployment.
+
+The alarms watch the metrics the pipeline itself publishes (etl/metrics.py, namespace
+Totesys/Pipeline, dimension Environment):
+
+- **lag**: the oldest source change not yet in the warehouse has waited longer than the
+  threshold (30 minutes: the brief's promise). Missing data is not a breach here: the
+  dead-man's switch covers silence.
+- **dead man's switch**: no successful load for N minutes. Missing data counts as breaching,
+  so it fires when nothing reports at all: the environment down, the scheduler stuck, the
+  DAG paused or broken at import (which sends no email of its own).
+
+Both notify the topic on alarm and on recovery; each address confirms its subscription
+once, from the email AWS sends it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from deploy.mwaa.config import DAG_ID, DeployConfig
+from deploy.mwaa.plan import Plan
+from etl.metrics import NAMESPACE
+from etl.tables import ALL_TABLES
+from etl.warehouse import WAREHOUSE_TABLES
+
+PERIOD = 300  # seconds: the DAG runs every 5 minutes
+
+
+def topic_name(config: DeployConfig) -> str:
+    return f"{config.name_stem}-alerts"
+
+
+def lag_alarm_name(config: DeployConfig) -> str:
+    return f"{config.name_stem}-warehouse-lag"
+
+
+def dead_man_alarm_name(config: DeployConfig) -> str:
+    return f"{config.name_stem}-nothing-loaded"
+
+
+def dashboard_name(config: DeployConfig) -> str:
+    return config.name_stem
+
+
+def _dimensions(config: DeployConfig, stage: str, **more: str) -> list[dict[str, str]]:
+    pairs = {"Environment": config.environment_name, "Stage": stage, **more}
+    return [{"Name": k, "Value": v} for k, v in pairs.items()]
+
+
+def alarms(config: DeployConfig, topic_arn: str) -> list[dict[str, Any]]:
+    """The two alarms, as put_metric_alarm takes them."""
+    common = {
+        "Namespace": NAMESPACE,
+        "ActionsEnabled": True,
+        "AlarmActions": [topic_arn],
+        "OKActions": [topic_arn],
+        "EvaluationPeriods": 1,
+        "DatapointsToAlarm": 1,
+    }
+    return [
+        {
+            **common,
+            "AlarmName": lag_alarm_name(config),
+            "AlarmDescription": (
+                f"totesys {config.environment_name}: a source change has waited more than "
+                f"{config.lag_alarm_minutes} minutes to reach the warehouse "
+                "(docs/operations.md: warehouse lag)"
+            ),
+            "MetricName": "WarehouseLagSeconds",
+            "Dimensions": _dimensions(config, "freshness"),
+            "Statistic": "Maximum",
+            "Period": PERIOD,
+            "Threshold": float(config.lag_alarm_minutes * 60),
+            "ComparisonOperator": "GreaterThanThreshold",
+            "TreatMissingData": "notBreaching",
+        },
+        {
+            **common,
+            "AlarmName": dead_man_alarm_name(config),
+            "AlarmDescription": (
+                f"totesys {config.environment_name}: no successful load for "
+                f"{config.dead_man_minutes} minutes, or nothing reporting at all "
+                "(docs/operations.md: nothing loaded)"
+            ),
+            "MetricName": "LoadSucceeded",
+            "Dimensions": _dimensions(config, "load"),
+            "Statistic": "Sum",
+            "Period": config.dead_man_minutes * 60,
+            "Threshold": 1.0,
+            "ComparisonOperator": "LessThanThreshold",
+            "TreatMissingData": "breaching",
+        },
+    ]
+
+
+def _metric(config: DeployConfig, name: str, stage: str, **more: str) -> list[Any]:
+    dims = [item for k, v in {"Environment": config.environment_name, "Stage": stage,
+                              **more}.items() for item in (k, v)]  # fmt: skip
+    return [NAMESPACE, name, *dims]
+
+
+def dashboard(config: DeployConfig) -> dict[str, Any]:
+    """Lag | rows loaded per table / stage durations | task failures (docs/operations.md
+    shows the layout)."""
+    env, region = config.environment_name, config.region
+
+    def widget(x: int, y: int, title: str, metrics: list[Any], stat: str, **extra: Any) -> Any:
+        return {
+            "type": "metric", "x": x, "y": y, "width": 12, "height": 6,
+            "properties": {"title": title, "region": region, "metrics": metrics, "stat": stat,
+                           "period": PERIOD, "view": "timeSeries", **extra},
+        }  # fmt: skip
+
+    lag_line = {"label": f"{config.lag_alarm_minutes} min", "value": config.lag_alarm_minutes * 60}
+    failures = (
+        f'SEARCH(\'{{{NAMESPACE},Environment,Stage,Outcome}} MetricName="TaskOutcome" '
+        f'Outcome="failed" Environment="{env}"\', \'Sum\', {PERIOD})'
+    )
+    return {
+        "widgets": [
+            widget(0, 0, "Warehouse lag (seconds)",
+                   [_metric(config, "WarehouseLagSeconds", "freshness")], "Maximum",
+                   annotations={"horizontal": [lag_line]}),
+            widget(12, 0, "Successful loads", [_metric(config, "LoadSucceeded", "load")], "Sum"),
+            widget(0, 6, "Rows loaded per warehouse table",
+                   [_metric(config, "RowsLoaded", "load", Table=t) for t in WAREHOUSE_TABLES],
+                   "Sum", stacked=True),
+            widget(12, 6, "Stage duration (seconds)",
+                   [_metric(config, "StageSeconds", s) for s in ("ingest", "transform", "load")],
+                   "Maximum"),
+            widget(0, 12, "Rows extracted per source table",
+                   [_metric(config, "RowsExtracted", "ingest", Table=t) for t in ALL_TABLES],
+                   "Sum", stacked=True),
+            widget(12, 12, f"Failed task tries ({DAG_ID})",
+                   [[{"expression": failures, "id": "failed", "label": ""}]], "Sum"),
+            widget(0, 18, "Batches waiting",
+                   [_metric(config, "BatchesPending", s) for s in ("transform", "load")],
+                   "Maximum"),
+            widget(12, 18, "Reconcile: tables differing",
+                   [_metric(config, "ReconcileDifferences", "reconcile")], "Maximum"),
+        ]
+    }  # fmt: skip
+
+
+def ensure_topic(sns: Any, config: DeployConfig, plan: Plan) -> str:
+    """The alert topic's ARN (create_topic is idempotent, so it is only called to create)."""
+    name = topic_name(config)
+    for page in sns.get_paginator("list_topics").paginate():
+        for topic in page["Topics"]:
+            if topic["TopicArn"].rsplit(":", 1)[-1] == name:
+                return str(topic["TopicArn"])
+    created = plan.change(f"sns topic {name}", "create", sns.create_topic, Name=name)
+    return str(created["TopicArn"]) if created else f"arn:aws:sns:{config.region}:*:{name}"
+
+
+def ensure_subscriptions(sns: Any, config: DeployConfig, topic_arn: str, plan: Plan) -> None:
+    subscribed: set[str] = set()
+    if not plan.dry_run or ":*:" not in topic_arn:  # a topic a dry run would create has none
+        for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic_arn):
+            subscribed |= {s["Endpoint"] for s in page["Subscriptions"] if s["Protocol"] == "email"}
+    for address in config.alert_emails:
+        if address not in subscribed:
+            plan.change(f"sns topic {topic_name(config)}", f"subscribe {address} (email)",
+                        sns.subscribe, TopicArn=topic_arn, Protocol="email", Endpoint=address)  # fmt: skip
+
+
+def _current_alarm(cloudwatch: Any, name: str) -> dict[str, Any] | None:
+    found = cloudwatch.describe_alarms(AlarmNames=[name], AlarmTypes=["MetricAlarm"])
+    return found["MetricAlarms"][0] if found["MetricAlarms"] else None
+
+
+def _differs(current: dict[str, Any], desired: dict[str, Any]) -> bool:
+    def canonical(value: Any) -> Any:
+        if isinstance(value, list):
+            return sorted((canonical(v) for v in value), key=json.dumps)
+        if isinstance(value, dict):
+            return {k: canonical(v) for k, v in value.items()}
+        return value
+
+    return any(canonical(current.get(k)) != canonical(v) for k, v in desired.items())
+
+
+def ensure_alarms(cloudwatch: Any, config: DeployConfig, topic_arn: str, plan: Plan) -> None:
+    for desired in alarms(config, topic_arn):
+        current = _current_alarm(cloudwatch, desired["AlarmName"])
+        if current is None:
+            action = "create"
+        elif _differs(current, desired):
+            action = "update"
+        else:
+            continue
+        plan.change(f"cloudwatch alarm {desired['AlarmName']}", action,
+                    cloudwatch.put_metric_alarm, **desired)  # fmt: skip
+
+
+def ensure_dashboard(cloudwatch: Any, config: DeployConfig, plan: Plan) -> None:
+    name, body = dashboard_name(config), dashboard(config)
+    try:
+        current = json.loads(cloudwatch.get_dashboard(DashboardName=name)["DashboardBody"])
+    except cloudwatch.exceptions.ResourceNotFound:
+        current = None
+    if current == body:
+        return
+    plan.change(f"cloudwatch dashboard {name}", "create" if current is None else "update",
+                cloudwatch.put_dashboard, DashboardName=name, DashboardBody=json.dumps(body))  # fmt: skip
+
+
+def ensure_monitoring(cloudwatch: Any, sns: Any, config: DeployConfig, plan: Plan) -> None:
+    topic_arn = ensure_topic(sns, config, plan)
+    ensure_subscriptions(sns, config, topic_arn, plan)
+    ensure_alarms(cloudwatch, config, topic_arn, plan)
+    ensure_dashboard(cloudwatch, config, plan)

@@ -1,0 +1,91 @@
+"""`python -m deploy mwaa` makes the alert topic, the dashboard and the two alarms (moto)."""
+
+from __future__ import annotations
+
+import json
+
+from deploy.mwaa.config import DeployConfig
+from deploy.mwaa.monitoring import alarms, dashboard
+from tests.deploy.mwaa.conftest import Deployment, as_get_environment, not_found
+from tests.deploy.mwaa.test_apply import first_apply
+
+ALERTS = ("data-team@terrifictotes.com",)
+
+
+def test_apply_makes_topic_subscriptions_alarms_and_dashboard(deployment: Deployment) -> None:
+    first_apply(deployment)
+    stem = f"totesys-{deployment.env_name}"
+    clients = deployment.clients
+
+    (topic,) = [t["TopicArn"] for t in clients.sns.list_topics()["Topics"]
+                if t["TopicArn"].endswith(f":{stem}-alerts")]  # fmt: skip
+    subscriptions = clients.sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+    assert {(s["Protocol"], s["Endpoint"]) for s in subscriptions} == {("email", ALERTS[0])}
+
+    found = clients.cloudwatch.describe_alarms(AlarmNamePrefix=stem)["MetricAlarms"]
+    by_name = {a["AlarmName"]: a for a in found}
+    lag, dead = by_name[f"{stem}-warehouse-lag"], by_name[f"{stem}-nothing-loaded"]
+    assert (lag["Namespace"], lag["MetricName"]) == ("Totesys/Pipeline", "WarehouseLagSeconds")
+    assert lag["Threshold"] == 1800.0 and lag["ComparisonOperator"] == "GreaterThanThreshold"
+    assert lag["TreatMissingData"] == "notBreaching"
+    assert (dead["MetricName"], dead["Statistic"]) == ("LoadSucceeded", "Sum")
+    assert dead["Period"] == 3600 and dead["ComparisonOperator"] == "LessThanThreshold"
+    assert dead["TreatMissingData"] == "breaching"  # silence is the failure it catches
+    for alarm in (lag, dead):
+        assert alarm["AlarmActions"] == [topic] and alarm["OKActions"] == [topic]
+        assert {"Name": "Environment", "Value": deployment.env_name} in alarm["Dimensions"]
+
+    body = json.loads(clients.cloudwatch.get_dashboard(DashboardName=stem)["DashboardBody"])
+    titles = [w["properties"]["title"] for w in body["widgets"]]
+    assert "Warehouse lag (seconds)" in titles and "Rows loaded per warehouse table" in titles
+    assert "Stage duration (seconds)" in titles and "Failed task tries (totesys_etl)" in titles
+
+
+def test_a_second_apply_leaves_monitoring_alone(deployment: Deployment) -> None:
+    created = first_apply(deployment)
+    deployment.stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
+
+    assert deployment.run() == 0
+    assert deployment.output[-1] == "no changes: everything is already as it should be"
+
+
+def test_a_changed_threshold_updates_only_its_alarm_and_the_dashboard(deployment: Deployment) -> None:
+    created = first_apply(deployment)
+    deployment.stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
+    # the alarms live outside MWAA: they change without touching the environment
+    assert deployment.run("--lag-alarm-minutes", "20") == 0
+    stem = f"totesys-{deployment.env_name}"
+    changes = [line for line in deployment.output if line.startswith(("cloudwatch", "sns", "mwaa"))]
+    assert changes == [
+        f"cloudwatch alarm {stem}-warehouse-lag: update",
+        f"cloudwatch dashboard {stem}: update",  # its lag graph draws the threshold
+    ]
+    (lag,) = deployment.clients.cloudwatch.describe_alarms(AlarmNames=[f"{stem}-warehouse-lag"])[
+        "MetricAlarms"
+    ]
+    assert lag["Threshold"] == 1200.0
+
+
+def test_dry_run_lists_the_dashboard_the_alarms_and_the_topic(deployment: Deployment) -> None:
+    not_found(deployment.stub)
+
+    assert deployment.run("--dry-run") == 0
+
+    plan = "\n".join(deployment.output)
+    stem = f"totesys-{deployment.env_name}"
+    assert f"would sns topic {stem}-alerts: create" in plan
+    assert f"would sns topic {stem}-alerts: subscribe {ALERTS[0]} (email)" in plan
+    assert f"would cloudwatch alarm {stem}-warehouse-lag: create" in plan
+    assert f"would cloudwatch alarm {stem}-nothing-loaded: create" in plan
+    assert f"would cloudwatch dashboard {stem}: create" in plan
+    assert not deployment.clients.cloudwatch.describe_alarms(AlarmNamePrefix=stem)["MetricAlarms"]
+
+
+def test_the_dashboard_and_alarms_name_only_this_environment() -> None:
+    config = DeployConfig("prod", dead_man_minutes=45)
+    text = json.dumps(dashboard(config))
+    assert '"Environment", "prod"' in text and 'Environment=\\"prod\\"' in text
+    lag, dead = alarms(config, "arn:aws:sns:eu-west-2:1:totesys-prod-alerts")
+    assert dead["Period"] == 45 * 60
+    assert lag["Dimensions"] == [{"Name": "Environment", "Value": "prod"},
+                                 {"Name": "Stage", "Value": "freshness"}]  # fmt: skip
