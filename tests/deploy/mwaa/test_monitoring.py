@@ -49,7 +49,9 @@ def test_a_second_apply_leaves_monitoring_alone(deployment: Deployment) -> None:
     assert deployment.output[-1] == "no changes: everything is already as it should be"
 
 
-def test_a_changed_threshold_updates_only_its_alarm_and_the_dashboard(deployment: Deployment) -> None:
+def test_a_changed_threshold_updates_only_its_alarm_and_the_dashboard(
+    deployment: Deployment,
+) -> None:
     created = first_apply(deployment)
     deployment.stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
     # the alarms live outside MWAA: they change without touching the environment
