@@ -29,6 +29,8 @@ from etl.freshness import measure
 from etl.ingest import IngestResult
 from etl.load.loader import init_warehouse
 from etl.pipeline import run_cycle
+from etl.reconcile import reconcile
+from etl.storage import ObjectStore
 from etl.warehouse import WAREHOUSE_TABLES
 from simulator.seed import SeedPlan, seed_totesys, table_counts
 from simulator.simulate import SimulationPlan, clock_now, simulate
@@ -179,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         print(totesys_summary(endpoints))
         print("warehouse now:")
         print(warehouse_summary(endpoints, settings))
+        print("reconcile (python -m etl reconcile):")
+        result = reconcile(settings, ObjectStore(s3, settings.ingestion_bucket))
+        for check in result.checks:
+            print(f"  {check.describe()}")
+        if not result.ok:
+            raise SystemExit(f"the warehouse differs from the source in {result.differing}")
     print("local stack stopped; nothing left running")
     return 0
 

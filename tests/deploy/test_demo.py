@@ -40,6 +40,7 @@ def test_demo_without_airflow_runs_every_stage_and_stops_the_stack(tmp_path: Pat
     assert "fact_payment=" in out and "dim_date=" in out
     assert out.count("load -> warehouse") == 3
     assert "warehouse now:" in out and "behind source by 0:00:00" in out
+    assert "reconcile (python -m etl reconcile):" in out and out.count(": ok (") == 11
     assert out.rstrip().endswith("local stack stopped; nothing left running")
     pids = json.loads((state / "stack.json").read_text())
     assert not any(is_alive(pids[name]) for name in ("pg_pid", "s3_pid", "smtp_pid"))
