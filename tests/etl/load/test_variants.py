@@ -30,7 +30,7 @@ def documented_variants() -> list[Variant]:
     """The rows of the table that follows the marker comment in spec/README.md."""
     lines = (SPEC / "README.md").read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(MARKER))
-    rows = []
+    rows: list[list[str]] = []
     for line in lines[start + 1 :]:
         if not line.strip():
             if rows:
