@@ -17,7 +17,7 @@ CYCLES ?= 50
 SEED   ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint typecheck pytest compat up down status seed simulate airflow bench soak clean
+.PHONY: help install demo test lint typecheck pytest compat up down status seed simulate airflow bench soak screenshots clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -42,7 +42,7 @@ lint: install ## ruff (style and the import boundaries between etl/, dags/ and d
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-typecheck: install ## mypy, strict on etl/ and deploy/
+typecheck: install ## mypy, strict on every package, dags/ included
 	$(VENV)/bin/mypy
 
 pytest: install ## pytest only
@@ -80,6 +80,9 @@ soak: install ## Reliability soak: CYCLES cycles with injected faults, then noth
 
 airflow: install ## Airflow UI on localhost:8080 running the DAG against the local stack
 	$(PY) -m deploy.local airflow
+
+screenshots: install ## Screenshots of the Airflow UI into docs/images (headless Chromium against `make airflow`)
+	SCREENSHOTS_DIR=docs/images $(PY) -m pytest -p no:cacheprovider tests/docs/test_screenshots.py
 
 clean: ## Remove the venv, caches and local stack state
 	-$(PY) -m deploy.local down 2>/dev/null

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, task
 from totesys_airflow import assets
 from totesys_airflow.alerts import error_kept_for_the_email, failure_email
 from totesys_airflow.config import DagConfig
+
+if TYPE_CHECKING:
+    from airflow.sdk.types import DagRunProtocol
+
+    from etl.config import Settings
+
+T = TypeVar("T")
 
 CONFIG = DagConfig.from_env(os.environ)
 
@@ -38,16 +46,25 @@ of the 11 tables), `force_load`.
 """
 
 
-def _settings(tables: list[str] | None = None):  # type: ignore[no-untyped-def]
+def _settings(tables: list[str] | None = None) -> Settings:
     from totesys_airflow.connections import pipeline_settings
 
     return pipeline_settings(CONFIG, tables)
 
 
-def _batch_time(context) -> datetime:  # type: ignore[no-untyped-def]
+def _injected(value: T | None, name: str) -> T:
+    """A context value TaskFlow passes as a keyword argument. Its parameter defaults to None
+    only so the DAG file can call the task without it; None at run time is a wiring bug."""
+    if value is None:
+        raise RuntimeError(f"Airflow did not pass the context value {name!r} to the task")
+    return value
+
+
+def _batch_time(dag_run: DagRunProtocol | None, data_interval_end: datetime | None) -> datetime:
     """The run's interval end; a manual run without a logical date has none, so its run_after."""
-    end = context.get("data_interval_end")
-    return end if end is not None else context["dag_run"].run_after
+    if data_interval_end is not None:
+        return data_interval_end
+    return _injected(dag_run, "dag_run").run_after
 
 
 @dag(
@@ -80,17 +97,20 @@ def _batch_time(context) -> datetime:  # type: ignore[no-untyped-def]
 )
 def totesys_etl() -> None:
     @task(outlets=[assets.ingestion_batches(CONFIG)])
-    def ingest() -> str:
+    def ingest(
+        params: dict[str, Any] | None = None,
+        dag_run: DagRunProtocol | None = None,
+        data_interval_end: datetime | None = None,
+    ) -> str:
         """Extract this run's batch; returns the manifest key the sensor waits for."""
         from totesys_airflow.connections import metrics_sink, s3_client
 
         from etl.monitoring import monitored_ingest
 
-        context = get_current_context()
-        params = context["params"]
+        params = _injected(params, "params")
         # a manual full refresh or subset is new work: its own batch, never "already covered"
         special = params["full_refresh"] or params["tables"]
-        batch_ts = datetime.now(UTC) if special else _batch_time(context)
+        batch_ts = datetime.now(UTC) if special else _batch_time(dag_run, data_interval_end)
         with error_kept_for_the_email():
             result = monitored_ingest(
                 _settings(params["tables"]),
@@ -101,12 +121,15 @@ def totesys_etl() -> None:
             )
         return result.manifest_key
 
-    manifest_key = ingest()
+    # An XComArg: Airflow resolves it to ingest's return value when a consuming task runs,
+    # and passing it in makes ingest upstream of the consumer. Airflow's typing cannot say
+    # that a Task call returns its function's value later (see airflow.sdk.bases.decorator.Task).
+    manifest_key = cast(str, ingest())
 
     wait_for_manifest = S3KeySensor(
         task_id="wait_for_manifest",
         bucket_name=CONFIG.ingestion_bucket,
-        bucket_key="{{ ti.xcom_pull(task_ids='ingest') }}",
+        bucket_key=manifest_key,
         aws_conn_id="aws_default",
         deferrable=True,
         poke_interval=10,
@@ -128,12 +151,15 @@ def totesys_etl() -> None:
         return [result.batch_id for result in results]
 
     @task.short_circuit(ignore_downstream_trigger_rules=False)
-    def load_due() -> bool:
+    def load_due(
+        params: dict[str, Any] | None = None,
+        dag_run: DagRunProtocol | None = None,
+        data_interval_end: datetime | None = None,
+    ) -> bool:
         """True when the run's interval ends on a load boundary, or with force_load."""
-        context = get_current_context()
-        if context["params"]["force_load"]:
+        if _injected(params, "params")["force_load"]:
             return True
-        end = _batch_time(context)
+        end = _batch_time(dag_run, data_interval_end)
         return (end.hour * 60 + end.minute) % CONFIG.load_every_minutes == 0
 
     @task(outlets=[assets.warehouse(CONFIG)])
@@ -164,9 +190,9 @@ def totesys_etl() -> None:
                 raise AirflowFailException(f"freshness breach: {result.describe()}")
         return result.describe()
 
+    # transform reads the manifest key itself; the sensor only has to have seen it first
     transformed = transform(manifest_key)
     wait_for_manifest >> transformed
-    manifest_key >> wait_for_manifest
     loaded = load()
     transformed >> load_due() >> loaded >> freshness()
 

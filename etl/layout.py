@@ -1,4 +1,4 @@
-"""Where everything lives in the ingestion bucket (documented in the README).
+"""Where everything lives in the ingestion bucket (documented in docs/architecture.md).
 
     <table>/year=YYYY/month=MM/day=DD/<table>-<batch_id>.csv   one extract per table and batch
     _manifests/<batch_id>.json                                 one per batch, written last

@@ -1,6 +1,6 @@
 """The warehouse computed independently, in SQL, straight from the source database.
 
-Reference queries from spec/schema_notes.md section 5. Tests and the soak (`python -m soak`)
+Reference queries for the mapping in spec/mapping.md. Tests and the soak (`python -m soak`)
 compare what the pipeline produced (parquet or warehouse rows) with these, so the expectation
 lives beside the simulator that makes the history rather than in the pipeline it checks:
 dimensions are the source's current state; facts are every version that existed when some

@@ -1,7 +1,7 @@
 """The static rows of totesys: exact where the real rows are public, Faker-made otherwise.
 
 currency, payment_type and department are the real rows (spec DDL). address, counterparty
-and staff keep the real shapes and quirks documented in schema_notes.md: 30 addresses with
+and staff keep the real shapes and quirks documented in spec/mapping.md: 30 addresses with
 address_line_2 NULL in 20 and district NULL in 14, a country with an apostrophe, 20
 counterparties on only 14 distinct addresses, 20 staff spread over departments as in the
 real data (none in Sales) with an O'Keefe among them.

@@ -1,6 +1,6 @@
 """The totesys schema, created from the exact DDL of the real database.
 
-`totesys_source.sql` is a verbatim copy of the spec DDL. Like a pg_dump it creates the
+`spec/totesys_source.sql` is the repository's one copy of that DDL. Like a pg_dump it creates the
 tables first and adds keys, unique indexes and foreign keys afterwards, which is what the
 seeder needs: bulk COPY into bare tables, then constraints, which validate every row.
 """

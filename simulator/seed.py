@@ -60,7 +60,7 @@ def is_flipped(created: datetime, payment_date: date, now: datetime, seed: int) 
 
 
 def order_timestamp(rng: random.Random, day: date) -> datetime:
-    """Orders arrive Mon-Fri 08:00-18:59 at about hh:mm:09.8-10.8 (schema_notes.md)."""
+    """Orders arrive Mon-Fri 08:00-18:59 at about hh:mm:09.8-10.8 (spec/mapping.md)."""
     offset = timedelta(hours=rng.randrange(8, 19), minutes=rng.randrange(60))
     return (
         datetime.combine(day, time()) + offset + timedelta(milliseconds=9800 + rng.randrange(1000))

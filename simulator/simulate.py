@@ -1,6 +1,6 @@
 """Advance the totesys clock the way the real application changes the database.
 
-Per weekday (schema_notes.md): the payment job at about 07:55:11 sets `paid` on payments due
+Per weekday (spec/mapping.md): the payment job at about 07:55:11 sets `paid` on payments due
 that day (never on their creation day) and moves `last_updated`; orders arrive 08:00-18:59,
 each inserted in one transaction with its transaction and payment sharing one
 `created_at`; new designs appear; and now and then someone edits an address, a department,

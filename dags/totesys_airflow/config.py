@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 PREFIX = "AIRFLOW__TOTESYS__"
 
@@ -41,7 +42,7 @@ class DagConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> DagConfig:
         """Each field from AIRFLOW__TOTESYS__<FIELD>, else its default."""
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}
         defaults = cls()
         for name in cls.__dataclass_fields__:
             raw = env.get(PREFIX + name.upper(), "").strip()
@@ -52,4 +53,4 @@ class DagConfig:
                 values[name] = tuple(part.strip() for part in raw.split(",") if part.strip())
             else:
                 values[name] = kind(raw)
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)

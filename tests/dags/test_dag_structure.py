@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+from airflow.sdk import XComArg
 
 from tests.conftest import REPO_ROOT
 
@@ -50,7 +51,10 @@ def test_the_sensor_waits_deferrably_for_this_runs_manifest(dag: Any) -> None:
     sensor = dag.get_task("wait_for_manifest")
     assert type(sensor).__name__ == "S3KeySensor"
     assert sensor.deferrable is True
-    assert sensor.bucket_key == "{{ ti.xcom_pull(task_ids='ingest') }}"
+    # ingest's own output, passed in as an XComArg (resolved when the sensor runs)
+    assert isinstance(sensor.bucket_key, XComArg)
+    assert [op.task_id for op, key in sensor.bucket_key.iter_references()] == ["ingest"]
+    assert [key for op, key in sensor.bucket_key.iter_references()] == ["return_value"]
     assert sensor.bucket_name == "totesys-ingestion"
 
 
