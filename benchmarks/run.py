@@ -8,7 +8,9 @@ On a fresh local stack: seed totesys at the scale, then measure in one run
 - the full first cycle, stage by stage (each stage a `python -m etl` process, so its peak
   RSS is its own): wall seconds, rows/s, peak RSS;
 - an incremental cycle after one simulated day, and after a burst of 100 changed rows;
-- ratios of each stage and of the whole cycle to its limit.
+- ratios of each stage and of the whole cycle to its limit;
+- `python -m etl reconcile` on the final warehouse, against the extract limit (its cost on
+  the source is at most one scan of each table).
 
 Results go to benchmarks/results/ as JSON and a markdown table. Timings are measured, never
 asserted: the tests only check that this runs and writes well-formed results.
@@ -153,6 +155,7 @@ def benchmark(scale: float, state_dir: Path) -> dict[str, Any]:
         one_day = cycle(env)
         burst(endpoints.totesys_db_url)
         hundred = cycle(env)
+        reconciled = run_stage("reconcile", env)
         # last: a stage forked after it would count this process's pages in its peak RSS
         copy_url = _new_database(endpoints, "warehouse_copy")
         limit_load, warehouse_rows = load_limit(settings, copy_url)
@@ -179,6 +182,8 @@ def benchmark(scale: float, state_dir: Path) -> dict[str, Any]:
                                 "seconds": round(sum(s.seconds for s in one_day), 3)},
         "burst_100_rows": {"stages": [_stage(s, extracted_rows(hundred[0])) for s in hundred],
                            "seconds": round(sum(s.seconds for s in hundred), 3)},
+        "reconcile": {**_stage(reconciled, source_rows),
+                      "ratio_to_extract_limit": round(reconciled.seconds / limit_extract, 2)},
     }  # fmt: skip
 
 
@@ -220,6 +225,12 @@ def markdown(result: dict[str, Any]) -> str:
         f"Ratios: first cycle / (extract + load limits) = **{first['ratio_to_limits']}x**; ingest / extract "
         f"limit = {first['ingest_ratio_to_extract_limit']}x; load / load limit = {first['load_ratio_to_load_limit']}x.",
     ]
+    if "reconcile" in result:
+        check = result["reconcile"]
+        lines.append(
+            f"Reconcile (`python -m etl reconcile`, every table): {check['seconds']:.2f}s, peak RSS "
+            f"{check['peak_rss_mb']:.0f} MB, {check['ratio_to_extract_limit']}x the extract limit."
+        )
     return "\n".join(lines) + "\n"
 
 

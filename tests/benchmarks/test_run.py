@@ -22,3 +22,4 @@ def test_benchmark_completes_and_writes_json_and_markdown(tmp_path: Path) -> Non
     assert result["first_cycle"]["ratio_to_limits"] > 0
     table = (tmp_path / "scale-0.02.md").read_text()
     assert table.count("| first_cycle |") == 4 and "Ratios: first cycle" in table
+    assert result["reconcile"]["seconds"] > 0 and "Reconcile (`python -m etl reconcile`" in table
