@@ -103,6 +103,8 @@ class Settings:
             raise ConfigError(
                 f"DOCTOR_MIN_AGE_SECONDS must be a number of seconds: {error}"
             ) from None
+        if doctor_min_age < timedelta(0):
+            raise ConfigError("DOCTOR_MIN_AGE_SECONDS must not be negative")
         tables = env.get("TOTESYS_TABLES", "")
         schema = env.get("WAREHOUSE_SCHEMA", "").strip() or "public"
         return cls(

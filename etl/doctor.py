@@ -122,7 +122,7 @@ class Lake:
     ingestion: Bucket[IngestionManifest]
     processed: Bucket[ProcessedManifest]
     ledger: list[str]  # batch ids in the order they were loaded
-    duplicate_keys: dict[str, int]  # warehouse table -> rows beyond the first per key
+    duplicate_keys: dict[str, int]  # warehouse table -> rows beyond the first per key (-1: absent)
     now: datetime
 
 
@@ -566,7 +566,19 @@ def check_uploads(bucket: Bucket[Any], now: datetime, min_age: timedelta, report
 
 def check_version_keys(lake: Lake, report: Report) -> None:
     """Each dimension's natural id and each fact's version key is unique."""
+    missing = sorted(table for table, extra in lake.duplicate_keys.items() if extra < 0)
+    if missing:
+        report.add(
+            Finding(
+                "warehouse-tables",
+                f"{len(missing)} warehouse table(s) do not exist: {_examples(missing)}",
+                "load fails until they do; run `python -m etl init-warehouse` (or map a prepared"
+                " warehouse's names with WAREHOUSE_NAME_MAP)",
+            )
+        )
     for table, extra in lake.duplicate_keys.items():
+        if extra < 0:
+            continue
         key = ", ".join(WAREHOUSE_TABLES[table].key)
         report.add(
             Finding(
@@ -648,8 +660,13 @@ def _ledger(conn: Connection) -> list[str]:
 
 
 def _duplicate_keys(conn: Connection, target: Target) -> dict[str, int]:
+    """Rows beyond the first per key, per table; -1 for a table that does not exist."""
     found = {}
+    existing = target.existing_tables(conn)
     for name, table in WAREHOUSE_TABLES.items():
+        if target.names.table(name) not in existing:
+            found[name] = -1
+            continue
         key = sql.SQL(", ").join(target.column(name, c) for c in table.key)
         query = sql.SQL(
             "SELECT coalesce(sum(n - 1), 0) FROM"

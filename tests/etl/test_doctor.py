@@ -339,3 +339,65 @@ def test_a_manifest_of_an_unknown_version_is_named(pipeline: Pipeline) -> None:
         f"manifest-unreadable: s3://{pipeline.processed.bucket}/{key}: processed manifest"
         " format_version 7 is not understood (this code reads version(s) 1);" in found.stdout
     )
+
+
+def test_the_ingest_state_behind_or_ahead_of_the_manifests_is_rewritten(
+    pipeline: Pipeline,
+) -> None:
+    ingestion = pipeline.ingestion
+    first = ingestion.get_json(layout.manifest_key(pipeline.first)) or {}
+    second = ingestion.get_json(layout.manifest_key(pipeline.second)) or {}
+    ingestion.put_json(layout.STATE_KEY, first["state_after"])  # died before the state
+
+    behind = pipeline.doctor()
+    written = pipeline.doctor("--repair")
+    state_after_repair = ingestion.get_json(layout.STATE_KEY)
+    ingestion.put_json(layout.STATE_KEY, {**second["state_after"], "batch_id": LATER})
+    ahead = pipeline.doctor()
+    rewound = pipeline.doctor("--repair")
+    pipeline.day()
+    run = run_etl(pipeline.env, "run")
+    pipeline.expect_current()
+
+    where = f"s3://{ingestion.bucket}/{layout.STATE_KEY}"
+    assert behind.stdout.splitlines()[0] == (
+        f"ingest-state: {where} is at batch {pipeline.first}, not the state after the newest"
+        f" batch {pipeline.second}; the next ingest recovers it from the manifest; --repair"
+        " writes it now"
+    )
+    assert written.returncode == 0, written.stdout
+    assert state_after_repair == second["state_after"]
+    assert ahead.returncode == 1
+    assert (
+        f"ingest-state: {where} is at batch {LATER}, not the state after the newest batch"
+        f" {pipeline.second}; the next ingest would continue from a batch that has no manifest"
+        in ahead.stdout
+    )
+    assert rewound.returncode == 0, rewound.stdout
+    assert run.returncode == 0, run.stderr
+    assert pipeline.doctor().returncode == 0
+    pipeline.warehouse_is_expected()
+
+
+def test_a_new_lake_is_healthy_once_the_warehouse_exists(
+    stack: StackEndpoints, settings: Settings
+) -> None:
+    env = {**env_for(stack, settings), "DOCTOR_MIN_AGE_SECONDS": "0"}
+
+    before = run_etl(env, "doctor")
+    init_warehouse(settings)
+    after = run_etl(env, "doctor")
+    negative = run_etl({**env, "DOCTOR_MIN_AGE_SECONDS": "-1"}, "doctor")
+
+    assert before.returncode == 1
+    assert before.stdout.startswith(
+        "warehouse-tables: 11 warehouse table(s) do not exist: dim_counterparty, dim_currency,"
+        " dim_date and 8 more; load fails until they do; run `python -m etl init-warehouse`"
+    )
+    assert after.returncode == 0, after.stdout
+    assert after.stdout == (
+        "doctor: healthy: 0 ingestion batch(es) (0 pending transform), 0 processed"
+        " (0 pending load), 0 loaded\n"
+    )
+    assert negative.returncode == 1
+    assert negative.stderr == "error: DOCTOR_MIN_AGE_SECONDS must not be negative\n"
