@@ -12,7 +12,8 @@ Three layers, so the soak's verdict and the CLI share one implementation:
 - `plan` / `repair`: the actions of the findings, in a safe order, and a function that
   performs them. Repair never deletes or updates a warehouse row and never deletes an
   object a manifest under `_manifests/` references. It must not run while a stage writes:
-  the caller holds every stage's lease around `repair` (see docs/operations.md).
+  `repair_now` checks again, plans and repairs in one step, and the caller holds every
+  stage's lease around that call (see docs/operations.md).
 
 Debris is judged by age: an object no manifest references, or an open multipart upload,
 may be what a live stage is writing right now, so it counts only when older than
@@ -637,8 +638,10 @@ def _bucket(store: ObjectStore, parse: Any, state_key: str) -> Bucket[Any]:
     for key in sorted(k for k in objects if k.startswith(layout.MANIFEST_PREFIX)):
         try:
             manifests[layout.batch_id_of_manifest(key)] = parse(store, key)
-        except (ManifestFormatError, ValueError) as error:
-            unreadable[key] = str(error)
+        except ManifestFormatError as error:
+            unreadable[key] = str(error)  # names the object already
+        except ValueError as error:  # not JSON
+            unreadable[key] = f"s3://{store.bucket}/{key} is not a JSON document: {error}"
     bucket: Bucket[Any] = Bucket(
         store.bucket, manifests, unreadable, objects, {}, _uploads(store), None
     )
@@ -896,6 +899,20 @@ def examine(settings: Settings, s3_client: Any) -> tuple[Lake, Report]:
     return lake, check(lake, settings.doctor_min_age)
 
 
+def repair_now(settings: Settings, s3_client: Any, say: Callable[[str], None]) -> RepairResult:
+    """Check again, print the plan and perform it, as one step. The caller must hold the
+    ingest, transform and load leases around this call: the plan is then made from a state
+    no stage is changing, and nothing writes while it runs."""
+    ingestion = ObjectStore(s3_client, settings.ingestion_bucket)
+    processed = ObjectStore(s3_client, settings.processed_bucket)
+    _, report = examine(settings, s3_client)
+    actions = plan(report)
+    say(f"repair plan: {len(actions)} step(s)" if actions else "repair plan: nothing safe")
+    for action in actions:
+        say(f"  - {action.describe()}")
+    return repair(actions, ingestion, processed)
+
+
 def run(settings: Settings, s3_client: Any, fix: bool, say: Callable[[str], None]) -> bool:
     """`python -m etl doctor [--repair]`: the findings, and with `fix` the plan, the repair
     and the findings after it. True when healthy (after the repair)."""
@@ -903,27 +920,22 @@ def run(settings: Settings, s3_client: Any, fix: bool, say: Callable[[str], None
     for line in describe(report):
         say(line)
     if fix and not report.healthy:
-        actions = plan(report)
-        say(f"repair plan: {len(actions)} step(s)" if actions else "repair plan: nothing safe")
-        for action in actions:
-            say(f"  - {action.describe()}")
-        ingestion = ObjectStore(s3_client, settings.ingestion_bucket)
-        processed = ObjectStore(s3_client, settings.processed_bucket)
-        # (merge with the leases: hold the ingest, transform and load leases around this call)
-        result = repair(actions, ingestion, processed)
+        result = repair_now(settings, s3_client, say)  # the stage leases go around this call
         for line in result.done:
             say(f"done: {line}")
         for line in result.skipped:
             say(f"skipped: {line}")
-        if result.reextract:
+        if result.reextract:  # after the leases are released: ingest takes its own
             if settings.totesys_db_url:
                 batch = ingest(settings, s3_client)
                 say(
-                    f"re-extracted the moved batches' changes as batch {batch.batch_id}: {batch.rows} rows"
+                    f"re-extracted the moved batches' changes as batch {batch.batch_id}:"
+                    f" {batch.rows} rows"
                 )
             else:
                 say(
-                    "the next ingest extracts the moved batches' changes again (no TOTESYS_DB_URL here)"
+                    "the next ingest extracts the moved batches' changes again"
+                    " (no TOTESYS_DB_URL here)"
                 )
         lake, report = examine(settings, s3_client)
         say("after repair:")
