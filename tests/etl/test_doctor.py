@@ -5,6 +5,7 @@ later `python -m etl run` succeeds."""
 from __future__ import annotations
 
 import subprocess
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -12,7 +13,7 @@ import pytest
 from psycopg import sql
 
 from deploy.local.stack import StackEndpoints
-from etl import layout
+from etl import doctor, layout
 from etl.config import Settings
 from etl.ingest import ingest
 from etl.load.loader import init_warehouse
@@ -401,3 +402,33 @@ def test_a_new_lake_is_healthy_once_the_warehouse_exists(
     )
     assert negative.returncode == 1
     assert negative.stderr == "error: DOCTOR_MIN_AGE_SECONDS must not be negative\n"
+
+
+def _lake(now: datetime) -> doctor.Lake:
+    """A lake with nothing in it, built by hand for the pure checks."""
+    empty_bucket: Any = doctor.Bucket("b", {}, {}, {}, {}, [], None)
+    return doctor.Lake(empty_bucket, doctor.Bucket("p", {}, {}, {}, {}, [], None), [], {}, now)
+
+
+def test_debris_of_a_live_writer_is_only_noted_until_it_is_old() -> None:
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    lake = _lake(now)
+    minute_old = now - timedelta(minutes=1)
+    lake.processed.objects = {
+        f"{SNAPSHOT_PREFIX}{LATER}/address.parquet": doctor.StoredObject(
+            f"{SNAPSHOT_PREFIX}{LATER}/address.parquet", 3, minute_old
+        ),
+        "fact_payment/x.parquet": doctor.StoredObject("fact_payment/x.parquet", 3, minute_old),
+    }
+    lake.processed.uploads = [doctor.OpenUpload("fact_payment/y.parquet", "u1", minute_old)]
+
+    live = doctor.check(lake, timedelta(hours=1))
+    dead = doctor.check(lake, timedelta(seconds=30))
+
+    assert live.healthy and len(live.notes) == 3, live.notes
+    assert [f.check for f in dead.findings] == ["snapshots", "orphans", "uploads"]
+    assert [a.kind for a in doctor.plan(dead)] == [
+        doctor.ABORT_UPLOAD,
+        doctor.DELETE_OBJECT,
+        doctor.DELETE_OBJECT,
+    ]
