@@ -248,7 +248,7 @@ def transform_pending(
     processed = ObjectStore(s3_client, settings.processed_bucket)
     step = on_step or (lambda _: None)
     batch_id, state = load_state(processed)
-    if up_to is not None and ingestion.get_json(layout.manifest_key(up_to)) is None:
+    if up_to is not None and ingestion_manifest.read(ingestion, up_to) is None:
         raise EtlError(f"no ingestion batch {up_to} in s3://{settings.ingestion_bucket}")
     after = layout.manifest_key(batch_id) if batch_id else ""
     results = []
