@@ -1,4 +1,4 @@
-"""python -m etl ingest|transform|load|run|init-warehouse|status
+"""python -m etl ingest|transform|load|run|init-warehouse|status|doctor
 
 Configured by the environment (TOTESYS_DB_URL, WAREHOUSE_DB_URL, INGESTION_BUCKET,
 PROCESSED_BUCKET, AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, credentials through boto3's own
@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from etl import doctor
 from etl.config import Settings
 from etl.errors import EtlError, one_line
 from etl.freshness import measure
@@ -58,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("load", help="load every processed batch not loaded yet into the warehouse")
     commands.add_parser("init-warehouse", help="create the warehouse schema where none exists")
     commands.add_parser("status", help="watermarks, latest batches, pending work and freshness")
+    doctor_cmd = commands.add_parser(
+        "doctor", help="check the pipeline's invariants; exit 1 if any is broken"
+    )
+    doctor_cmd.add_argument("--repair", action="store_true", help="then fix what is safe to fix")
+    doctor_cmd.add_argument(
+        "--min-age-seconds", type=float, help="debris younger than this may be a live writer's"
+    )
     return parser
 
 
@@ -65,6 +73,8 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
     settings = Settings.from_env(env)
     if getattr(args, "tables", None):
         settings = replace(settings, tables=select_tables(args.tables.split(",")))
+    if getattr(args, "min_age_seconds", None) is not None:
+        settings = replace(settings, doctor_min_age=timedelta(seconds=args.min_age_seconds))
     if getattr(args, "overlap_seconds", None) is not None:
         settings = replace(settings, overlap=timedelta(seconds=args.overlap_seconds))
     return settings
@@ -156,6 +166,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             print_load(cycle.loaded)
         elif args.command == "status":
             print("\n".join(status_lines(settings, s3)))
+        elif args.command == "doctor":
+            return 0 if doctor.run(settings, s3, args.repair, print) else 1
     except EtlError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
