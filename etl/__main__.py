@@ -1,4 +1,4 @@
-"""python -m etl ingest|transform|load|run|init-warehouse|status|reconcile
+"""python -m etl ingest|transform|load|run|init-warehouse|status|doctor|reconcile
 
 Configured by the environment (TOTESYS_DB_URL, WAREHOUSE_DB_URL, INGESTION_BUCKET,
 PROCESSED_BUCKET, AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, credentials through boto3's own
@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 
+from etl import doctor
 from etl.config import Settings
 from etl.errors import EtlError, one_line
 from etl.freshness import measure
@@ -63,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("load", help="load every processed batch not loaded yet into the warehouse")
     commands.add_parser("init-warehouse", help="create the warehouse schema where none exists")
     commands.add_parser("status", help="watermarks, latest batches, pending work and freshness")
+    doctor_cmd = commands.add_parser(
+        "doctor", help="check the pipeline's invariants; exit 1 if any is broken"
+    )
+    doctor_cmd.add_argument("--repair", action="store_true", help="then fix what is safe to fix")
+    doctor_cmd.add_argument(
+        "--min-age-seconds", type=float, help="debris younger than this may be a live writer's"
+    )
     commands.add_parser(
         "reconcile", help="compare the warehouse with the source; exit 1 naming what differs"
     )
@@ -73,6 +81,8 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
     settings = Settings.from_env(env)
     if getattr(args, "tables", None):
         settings = replace(settings, tables=select_tables(args.tables.split(",")))
+    if getattr(args, "min_age_seconds", None) is not None:
+        settings = replace(settings, doctor_min_age=timedelta(seconds=args.min_age_seconds))
     if getattr(args, "overlap_seconds", None) is not None:
         settings = replace(settings, overlap=timedelta(seconds=args.overlap_seconds))
     return settings
@@ -179,6 +189,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             print_load(cycle.loaded)
         elif args.command == "status":
             print("\n".join(status_lines(settings, s3)))
+        elif args.command == "doctor":
+            return 0 if doctor.run(settings, s3, args.repair, print) else 1
         elif args.command == "reconcile":
             return print_reconciliation(
                 reconcile(settings, ObjectStore(s3, settings.ingestion_bucket))

@@ -17,6 +17,9 @@ from etl.tables import ALL_TABLES, select_tables
 
 MALFORMED = "<a URL that does not parse>"
 DEFAULT_OVERLAP = timedelta(minutes=15)
+# doctor calls an unreferenced object or an open upload abandoned only past this age: three
+# times the DAG's 20-minute task timeout, so no live stage can still be producing it
+DEFAULT_DOCTOR_MIN_AGE = timedelta(hours=1)
 DEFAULT_REGION = "eu-west-2"
 METRICS_SINKS = ("none", "local", "cloudwatch")
 
@@ -91,6 +94,7 @@ class Settings:
     aws_endpoint_url: str | None = None  # moto/MinIO locally; None means AWS itself
     aws_region: str = DEFAULT_REGION
     overlap: timedelta = DEFAULT_OVERLAP  # how far behind the watermark each extract re-reads
+    doctor_min_age: timedelta = DEFAULT_DOCTOR_MIN_AGE  # younger debris may be a live writer's
     tables: tuple[str, ...] = ALL_TABLES  # subset of the allow-list to extract
     warehouse_schema: str = "public"  # schema of the warehouse tables
     warehouse_names: WarehouseNames = field(
@@ -139,6 +143,18 @@ class Settings:
             raise ConfigError(
                 f"INGEST_OVERLAP_SECONDS must be a number of seconds: {error}"
             ) from None
+        try:
+            doctor_min_age = timedelta(
+                seconds=float(
+                    env.get("DOCTOR_MIN_AGE_SECONDS", DEFAULT_DOCTOR_MIN_AGE.total_seconds())
+                )
+            )
+        except ValueError as error:
+            raise ConfigError(
+                f"DOCTOR_MIN_AGE_SECONDS must be a number of seconds: {error}"
+            ) from None
+        if doctor_min_age < timedelta(0):
+            raise ConfigError("DOCTOR_MIN_AGE_SECONDS must not be negative")
         tables = env.get("TOTESYS_TABLES", "")
         schema = env.get("WAREHOUSE_SCHEMA", "").strip() or "public"
         return cls(
@@ -149,6 +165,7 @@ class Settings:
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL", "").strip() or None,
             aws_region=env.get("AWS_DEFAULT_REGION", "").strip() or DEFAULT_REGION,
             overlap=overlap,
+            doctor_min_age=doctor_min_age,
             tables=select_tables(tables.split(",")) if tables.strip() else ALL_TABLES,
             warehouse_schema=schema,
             warehouse_names=WarehouseNames.parse(env.get("WAREHOUSE_NAME_MAP", "")),

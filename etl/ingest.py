@@ -29,6 +29,8 @@ from etl.database import connect
 from etl.errors import ConfigError
 from etl.extract import TableExtract, check_source_columns, extract_table
 from etl.logs import log_event
+from etl.manifests import ingestion as ingestion_manifest
+from etl.manifests.ingestion import IngestionManifest
 from etl.storage import ObjectStore
 from etl.tables import ALL_TABLES, SOURCE_TABLES
 from etl.watermark import Bookmark, IngestState
@@ -45,12 +47,12 @@ StepHook = Callable[[str], None]
 class IngestResult:
     batch_id: str
     manifest_key: str
-    manifest: dict[str, Any]
+    manifest: IngestionManifest
     skipped_reason: str | None = None
 
     @property
     def rows(self) -> int:
-        return sum(int(t["rows"]) for t in self.manifest.get("tables", {}).values())
+        return sum(int(t["rows"]) for t in self.manifest["tables"].values())
 
 
 def load_state(store: ObjectStore) -> IngestState:
@@ -60,8 +62,8 @@ def load_state(store: ObjectStore) -> IngestState:
     start_after = layout.manifest_key(state.batch_id) if state.batch_id else ""
     newer = list(store.keys(layout.MANIFEST_PREFIX, start_after=start_after))
     if newer:
-        manifest = store.get_json(newer[-1]) or {}
-        recovered = IngestState.from_json(manifest.get("state_after"))
+        manifest = ingestion_manifest.read_key(store, newer[-1])
+        recovered = IngestState.from_json(manifest["state_after"] if manifest else None)
         log_event(logger, "state_recovered_from_manifest", batch_id=recovered.batch_id)
         return recovered
     return state
@@ -107,7 +109,7 @@ def ingest(
     batch_id = layout.batch_id_for(batch_ts or datetime.now(UTC))
     manifest_key = layout.manifest_key(batch_id)
 
-    existing = store.get_json(manifest_key)
+    existing = ingestion_manifest.read_key(store, manifest_key)
     if existing is not None:
         log_event(logger, "batch_already_complete", batch_id=batch_id)
         return IngestResult(batch_id, manifest_key, existing, "already complete")
@@ -117,7 +119,7 @@ def ingest(
         log_event(logger, "batch_skipped", batch_id=batch_id, reason=reason)
         # the covering batch holds this interval's changes: callers wait for its manifest
         covering = layout.manifest_key(state.batch_id)
-        return IngestResult(batch_id, covering, {"batch_id": batch_id, "tables": {}}, reason)
+        return IngestResult(batch_id, covering, ingestion_manifest.empty(batch_id), reason)
 
     remove_unfinished_batches(store, state.batch_id)
     never_extracted = [t for t in ALL_TABLES if t not in state.bookmarks]
@@ -166,31 +168,28 @@ def ingest(
     step("data_written")
 
     state_after = IngestState(batch_id, bookmarks)
-    manifest = {
-        "batch_id": batch_id,
-        "batch_ts": layout.batch_ts_of(batch_id).isoformat(),
-        "started_at": started_at.isoformat(),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "seconds": round(time.perf_counter() - started, 3),
-        "full_refresh": full_refresh,
-        "overlap_seconds": settings.overlap.total_seconds(),
-        "previous_batch_id": state.batch_id,
-        "tables": {
-            name: {
-                "rows": extract.rows,
-                "file": extract.written.key if extract.written else None,
-                "bytes": extract.written.bytes if extract.written else 0,
-                "sha256": extract.written.sha256 if extract.written else None,
-                "columns": list(SOURCE_TABLES[name].column_names),
-                "watermark_before": _iso(state.bookmark(name).value),
-                "watermark_after": _iso(bookmarks[name].value),
-                "seconds": round(extract.seconds, 3),
-            }
+    manifest = ingestion_manifest.new(
+        batch_id,
+        started_at,
+        datetime.now(UTC),
+        time.perf_counter() - started,
+        full_refresh,
+        settings.overlap.total_seconds(),
+        state.batch_id,
+        {
+            name: ingestion_manifest.table_entry(
+                extract.rows,
+                extract.written,
+                list(SOURCE_TABLES[name].column_names),
+                state.bookmark(name).value,
+                bookmarks[name].value,
+                extract.seconds,
+            )
             for name, extract in extracts.items()
         },
-        "state_after": state_after.to_json(),
-    }
-    store.put_json(manifest_key, manifest)
+        state_after.to_json(),
+    )
+    ingestion_manifest.write(store, manifest)
     step("manifest_written")
     store.put_json(layout.STATE_KEY, state_after.to_json())
     step("state_written")
@@ -199,7 +198,3 @@ def ingest(
         logger, "batch_complete", batch_id=batch_id, rows=result.rows, seconds=manifest["seconds"]
     )
     return result
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()

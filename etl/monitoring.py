@@ -32,8 +32,7 @@ def monitored_ingest(
 ) -> IngestResult:
     started = time.perf_counter()
     result = ingest(settings, s3, batch_ts, full_refresh)
-    made_batch = not result.skipped_reason
-    tables = result.manifest.get("tables", {}) if made_batch else {}
+    tables = {} if result.skipped_reason else result.manifest["tables"]
     sink.send(metrics.ingest_run(tables, time.perf_counter() - started))
     return result
 

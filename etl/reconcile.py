@@ -34,9 +34,9 @@ from etl.config import Settings
 from etl.csv_format import COPY_OPTIONS, read_extract, select_expression
 from etl.database import connect
 from etl.errors import EtlError
-from etl.layout import manifest_key
 from etl.load import ledger
 from etl.load.target import Target
+from etl.manifests import ingestion as ingestion_manifest
 from etl.storage import ObjectStore
 from etl.tables import REPLICATION_KEY, SOURCE_TABLES
 from etl.transform import dimensions
@@ -155,13 +155,13 @@ def loaded_state(settings: Settings, ingestion: ObjectStore) -> IngestState:
         batch_id = ledger.last_loaded(conn)
     if batch_id is None:
         return IngestState()
-    manifest = ingestion.get_json(manifest_key(batch_id))
+    manifest = ingestion_manifest.read(ingestion, batch_id)
     if manifest is None:
         raise EtlError(
             f"the warehouse's last batch {batch_id} has no ingestion manifest in "
             f"s3://{ingestion.bucket}; run `python -m etl doctor`"
         )
-    return IngestState.from_json(manifest.get("state_after"))
+    return IngestState.from_json(manifest["state_after"])
 
 
 # --- dimensions -------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from etl import layout
 from etl.ingest import load_state
+from etl.manifests import ingestion as ingestion_manifest
 from etl.storage import ObjectStore
 from etl.transform.batch import STATE_KEY
 
@@ -28,11 +29,11 @@ def ingestion_status(store: ObjectStore, batches: int = 5) -> list[str]:
     keys = list(store.keys(layout.MANIFEST_PREFIX, start_after=layout.manifest_key(since)))
     lines.append("latest batches:")
     for key in keys[-batches:]:
-        manifest = store.get_json(key) or {}
-        rows = sum(int(t["rows"]) for t in manifest.get("tables", {}).values())
-        lines.append(
-            f"  {layout.batch_id_of_manifest(key)} rows={rows} seconds={manifest.get('seconds')}"
-        )
+        manifest = ingestion_manifest.read_key(store, key)
+        if manifest is None:  # listed a moment ago; gone now
+            continue
+        rows = sum(int(t["rows"]) for t in manifest["tables"].values())
+        lines.append(f"  {manifest['batch_id']} rows={rows} seconds={manifest['seconds']}")
     return lines
 
 

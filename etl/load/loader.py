@@ -32,6 +32,8 @@ from etl.errors import EtlError, SchemaDriftError, one_line
 from etl.load import ledger
 from etl.load.target import Target
 from etl.logs import log_event
+from etl.manifests import processed as processed_manifest
+from etl.manifests.processed import ProcessedManifest, ProcessedTableEntry
 from etl.storage import ObjectStore
 from etl.warehouse import WAREHOUSE_TABLES, WarehouseTable
 
@@ -128,7 +130,7 @@ def insert_new_versions(
 
 
 def download_processed(
-    processed: ObjectStore, entry: dict[str, Any], into: IO[bytes]
+    processed: ObjectStore, entry: ProcessedTableEntry, into: IO[bytes]
 ) -> pq.ParquetFile:
     """A processed file, streamed to local disk (parquet is read from its footer, so it
     needs a seekable file) and checked against the sha256 its manifest recorded."""
@@ -166,7 +168,7 @@ def load_batch(
     conn: Connection,
     target: Target,
     processed: ObjectStore,
-    manifest: dict[str, Any],
+    manifest: ProcessedManifest,
     step: StepHook,
 ) -> LoadResult | None:
     """Load one processed batch in one transaction; None if it was loaded before."""
@@ -229,7 +231,7 @@ def load_pending(
         conn.commit()
         start_after = layout.manifest_key(last) if last else ""
         for key in processed.keys(layout.MANIFEST_PREFIX, start_after=start_after):
-            manifest = processed.get_json(key)
+            manifest = processed_manifest.read_key(processed, key)
             assert manifest is not None
             result = load_batch(conn, target, processed, manifest, step)
             if result is not None:

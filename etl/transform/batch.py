@@ -30,6 +30,10 @@ from etl.config import Settings
 from etl.csv_format import BLOCK_SIZE, iter_extract
 from etl.errors import EtlError
 from etl.logs import log_event
+from etl.manifests import ingestion as ingestion_manifest
+from etl.manifests import processed as processed_manifest
+from etl.manifests.ingestion import IngestionManifest
+from etl.manifests.processed import ProcessedManifest, ProcessedTableEntry
 from etl.storage import ObjectStore
 from etl.tables import SOURCE_TABLES
 from etl.transform.remodel import (
@@ -54,7 +58,7 @@ StepHook = Callable[[str], None]
 class TransformResult:
     batch_id: str
     manifest_key: str
-    manifest: dict[str, Any]
+    manifest: ProcessedManifest
 
     @property
     def rows(self) -> dict[str, int]:
@@ -108,7 +112,7 @@ def load_state(processed: ObjectStore) -> tuple[str | None, TransformState]:
     return batch_id, TransformState(current, emitted)
 
 
-def _check_tables(manifest: dict[str, Any]) -> None:
+def _check_tables(manifest: IngestionManifest) -> None:
     unknown = [name for name in manifest["tables"] if name not in SOURCE_TABLES]
     if unknown:
         raise EtlError(
@@ -117,7 +121,7 @@ def _check_tables(manifest: dict[str, Any]) -> None:
 
 
 def extract_chunks(
-    ingestion: ObjectStore, manifest: dict[str, Any], name: str, block_size: int = BLOCK_SIZE
+    ingestion: ObjectStore, manifest: IngestionManifest, name: str, block_size: int = BLOCK_SIZE
 ) -> Iterator[pa.Table]:
     """One table's extract of the batch, parsed block by block; its sha256 is checked once
     the whole file is read, before anything of the batch is published."""
@@ -137,7 +141,7 @@ def extract_chunks(
 
 
 def read_batch(
-    ingestion: ObjectStore, manifest: dict[str, Any], names: Iterable[str]
+    ingestion: ObjectStore, manifest: IngestionManifest, names: Iterable[str]
 ) -> dict[str, pa.Table]:
     """Whole tables: for the small sources only."""
     batch = {}
@@ -151,7 +155,7 @@ def read_batch(
 def transform_batch(
     ingestion: ObjectStore,
     processed: ObjectStore,
-    manifest: dict[str, Any],
+    manifest: IngestionManifest,
     state: TransformState,
     previous_batch_id: str | None,
     step: StepHook,
@@ -179,7 +183,7 @@ def transform_batch(
         state_after = TransformState(current, row_wise.emitted())
         written: list[str] = []
         try:
-            tables = {}
+            tables: dict[str, ProcessedTableEntry] = {}
             for name in WAREHOUSE_TABLES:
                 key = output_key(name, batch_id)
                 if name in spools and spools[name].rows:
@@ -198,13 +202,7 @@ def transform_batch(
                 else:
                     continue
                 written.append(key)
-                tables[name] = {
-                    "rows": rows,
-                    "file": key,
-                    "bytes": obj.bytes,
-                    "sha256": obj.sha256,
-                    "columns": columns,
-                }
+                tables[name] = processed_manifest.table_entry(obj, rows, columns)
             step("data_written")
             snapshots = {
                 **state_after.current,
@@ -219,16 +217,10 @@ def transform_batch(
             for key in written:  # tidy: unreferenced files are invisible anyway
                 processed.delete(key)
             raise
-    document = {
-        "batch_id": batch_id,
-        "ingestion_manifest": layout.manifest_key(batch_id),
-        "previous_batch_id": previous_batch_id,
-        "tables": tables,
-        "finished_at": datetime.now(UTC).isoformat(),
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-    manifest_key = layout.manifest_key(batch_id)
-    processed.put_json(manifest_key, document)
+    document = processed_manifest.new(
+        batch_id, previous_batch_id, tables, datetime.now(UTC), time.perf_counter() - started
+    )
+    manifest_key = processed_manifest.write(processed, document)
     step("manifest_written")
     processed.put_json(STATE_KEY, {"batch_id": batch_id})
     step("state_written")
@@ -256,7 +248,7 @@ def transform_pending(
     processed = ObjectStore(s3_client, settings.processed_bucket)
     step = on_step or (lambda _: None)
     batch_id, state = load_state(processed)
-    if up_to is not None and ingestion.get_json(layout.manifest_key(up_to)) is None:
+    if up_to is not None and ingestion_manifest.read(ingestion, up_to) is None:
         raise EtlError(f"no ingestion batch {up_to} in s3://{settings.ingestion_bucket}")
     after = layout.manifest_key(batch_id) if batch_id else ""
     results = []
@@ -264,7 +256,7 @@ def transform_pending(
         next_id = layout.batch_id_of_manifest(key)
         if up_to is not None and next_id > up_to:
             break
-        manifest = ingestion.get_json(key)
+        manifest = ingestion_manifest.read_key(ingestion, key)
         assert manifest is not None
         result, state = transform_batch(
             ingestion, processed, manifest, state, batch_id, step, block_size

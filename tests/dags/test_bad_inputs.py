@@ -168,6 +168,7 @@ def test_a_csv_edited_by_hand_fails_transform_naming_table_and_column(
     earlier = ingest(fresh, s3, batch_ts=when - timedelta(minutes=5))
     ingestion = ObjectStore(s3, fresh.ingestion_bucket)
     csv = earlier.manifest["tables"]["payment"]["file"]
+    assert csv is not None
     body = ingestion.get_bytes(csv) or b""
     header, rows = body.split(b"\n", 1)
     assert b",paid," in header

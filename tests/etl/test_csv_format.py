@@ -48,7 +48,7 @@ def test_nasty_values_round_trip_exactly(settings: Settings, s3: Any) -> None:
 
     store = ObjectStore(s3, settings.ingestion_bucket)
     address = read_extract(
-        store.get_bytes(result.manifest["tables"]["address"]["file"]) or b"",
+        store.get_bytes(str(result.manifest["tables"]["address"]["file"])) or b"",
         SOURCE_TABLES["address"],
         "test",
     ).to_pylist()
@@ -67,7 +67,7 @@ def test_nasty_values_round_trip_exactly(settings: Settings, s3: Any) -> None:
     assert by_id[8][2] == "" and by_id[8][3] is None, "'' and NULL stay distinct"
     assert by_id[1][4] == datetime(2022, 11, 3, 14, 20, 49, 1000), "milliseconds kept"
     sales = read_extract(
-        store.get_bytes(result.manifest["tables"]["sales_order"]["file"]) or b"",
+        store.get_bytes(str(result.manifest["tables"]["sales_order"]["file"])) or b"",
         SOURCE_TABLES["sales_order"],
         "test",
     ).to_pylist()

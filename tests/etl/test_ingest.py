@@ -98,7 +98,7 @@ def test_incremental_run_picks_up_exactly_the_new_and_updated_versions(
 def test_row_committed_late_inside_the_overlap_is_picked_up(settings: Settings, s3: Any) -> None:
     url = settings.totesys_db_url.reveal()  # type: ignore[union-attr]
     first = ingest(settings, s3)
-    watermark = datetime.fromisoformat(first.manifest["tables"]["design"]["watermark_after"])
+    watermark = datetime.fromisoformat(str(first.manifest["tables"]["design"]["watermark_after"]))
     late = watermark - settings.overlap / 2  # behind the watermark, inside the overlap
     with psycopg.connect(url) as conn:
         design_id = conn.execute(

@@ -109,6 +109,7 @@ def test_schema_drift_in_a_csv_fails_naming_table_and_column_and_writes_nothing(
     result = ingest(settings, s3)
     ingestion = ObjectStore(s3, settings.ingestion_bucket)
     key = result.manifest["tables"]["payment"]["file"]
+    assert key is not None
     body = ingestion.get_bytes(key) or b""
     assert b",paid," in body.split(b"\n", 1)[0]
     ingestion.put_bytes(key, body.replace(b",paid,", b",is_paid,", 1))
@@ -125,6 +126,7 @@ def test_a_csv_changed_after_ingestion_fails_its_checksum(settings: Settings, s3
     result = ingest(settings, s3)
     ingestion = ObjectStore(s3, settings.ingestion_bucket)
     key = result.manifest["tables"]["currency"]["file"]
+    assert key is not None
     ingestion.put_bytes(key, (ingestion.get_bytes(key) or b"").replace(b'"GBP"', b'"CHF"'))
 
     with pytest.raises(
