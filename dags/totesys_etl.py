@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 from airflow.sdk import Param, dag, get_current_context, task
-from totesys_airflow.alerts import error_kept_for_the_email, failure_email
+from totesys_airflow.alerts import (
+    error_kept_for_the_email,
+    failure_email,
+    forget_run,
+    note_task_started,
+    run_failure_email,
+)
 from totesys_airflow.config import DagConfig
 
 CONFIG = DagConfig.from_env(os.environ)
@@ -57,6 +63,9 @@ def _batch_time(context) -> datetime:  # type: ignore[no-untyped-def]
     max_active_runs=1,
     doc_md=DOC,
     tags=["totesys", "etl", "warehouse"],
+    # one email per failed run when no task could send its own (killed, heartbeat lost)
+    on_failure_callback=run_failure_email(CONFIG),
+    on_success_callback=forget_run,
     params={
         "full_refresh": Param(
             False, type="boolean", description="Ignore the watermarks of the chosen tables"
@@ -75,6 +84,7 @@ def _batch_time(context) -> datetime:  # type: ignore[no-untyped-def]
         "max_retry_delay": timedelta(minutes=5),
         "execution_timeout": timedelta(minutes=CONFIG.task_timeout_minutes),
         "on_failure_callback": failure_email(CONFIG),
+        "on_execute_callback": note_task_started,
     },
 )
 def totesys_etl() -> None:
