@@ -112,12 +112,13 @@ def forget_run(context: Any) -> None:
         log.warning("alert note not deleted: %s", type(error).__name__)
 
 
-def log_url(dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
-    """The task's log page, as the task runner builds it (api.base_url)."""
+def log_url(dag_id: str, run_id: str, task_id: str | None = None, try_number: int = 0) -> str:
+    """The task's log page as the task runner builds it (api.base_url), else the run's."""
     from airflow.configuration import conf
 
     base = conf.get("api", "base_url", fallback="http://localhost:8080/").rstrip("/")
-    return f"{base}/dags/{dag_id}/runs/{quote(run_id)}/tasks/{task_id}?try_number={try_number}"
+    run = f"{base}/dags/{dag_id}/runs/{quote(run_id)}"
+    return f"{run}/tasks/{task_id}?try_number={try_number}" if task_id else run
 
 
 class _Email(SmtpNotifier):
@@ -144,7 +145,10 @@ class FailureEmail(_Email):
             log.info(
                 "failure of %s try %s noted; the run's alert decides", ti.task_id, ti.try_number
             )
-            _write_note(ti, alerted=False)
+            note = _read_note(ti.dag_id, ti.run_id)
+            # a callback can come late, after the next try started: keep the newer try
+            if note.get("task_id") != ti.task_id or note.get("try_number", 0) <= ti.try_number:
+                _write_note(ti, alerted=False)
             return
         alert = {
             "dag_id": ti.dag_id,
@@ -176,7 +180,8 @@ class RunFailureEmail(_Email):
             log.warning("alert note unreadable (%s); no run-level email", type(error).__name__)
             return
         if not note.get("alerted"):
-            task_id = str(note.get("task_id", "unknown task"))
+            # no note: killed before it started executing (while parsing the DAG file)
+            task_id = str(note.get("task_id", "(a task killed while starting)"))
             try_number = int(note.get("try_number", 0))
             alert = {
                 "dag_id": dag_id,
@@ -184,7 +189,9 @@ class RunFailureEmail(_Email):
                 "run_id": run_id,
                 "try_number": try_number,
                 "error": NO_ERROR,
-                "log_url": log_url(dag_id, run_id, task_id, try_number),
+                "log_url": log_url(dag_id, run_id, task_id, try_number)
+                if note
+                else log_url(dag_id, run_id),
             }
             self.send(context, alert)
         forget_run(context)
