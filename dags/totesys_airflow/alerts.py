@@ -55,9 +55,10 @@ BODY = """
 </table>
 """
 NO_ERROR = (
-    "no error reached Airflow: the task process was killed (e.g. out of memory) or stopped"
-    " sending heartbeats; see the task log"
+    "no error reached Airflow: the task process was killed (e.g. out of memory), stopped"
+    " sending heartbeats, or was marked failed by hand; see the task log"
 )
+EMAIL_FAILED = "the task failed, and its own email could not be sent; its error is in the task log"
 NOTE_PREFIX = "totesys_alert_note__"
 
 # Errors kept by `error_kept_for_the_email` in this process, by task instance and try.
@@ -88,8 +89,10 @@ def note_key(dag_id: str, run_id: str) -> str:
     return NOTE_PREFIX + re.sub(r"[^A-Za-z0-9_.-]", "_", f"{dag_id}__{run_id}")
 
 
-def _write_note(ti: Any, alerted: bool) -> None:
+def _write_note(ti: Any, alerted: bool, email_failed: bool = False) -> None:
     note = {"task_id": ti.task_id, "try_number": ti.try_number, "alerted": alerted}
+    if email_failed:
+        note["email_failed"] = True
     Variable.set(note_key(ti.dag_id, ti.run_id), json.dumps(note))
 
 
@@ -126,9 +129,17 @@ class _Email(SmtpNotifier):
     error, log_url). Each email renders a copy: rendering mutates the notifier, and one
     process may send several."""
 
-    def send(self, context: Any, alert: dict[str, Any]) -> None:
-        fresh = copy.copy(self)
-        SmtpNotifier.__call__(fresh, {**context, "alert": alert})
+    def send(self, context: Any, alert: dict[str, Any]) -> bool:
+        """True once the SMTP server took the email."""
+        fresh: Any = copy.copy(self)
+        with_alert: Any = {**context, "alert": alert}
+        try:
+            fresh.render_template_fields(with_alert)
+            fresh.notify(with_alert)
+        except Exception:
+            log.exception("failure email for %s not sent", alert["task_id"])
+            return False
+        return True
 
 
 class FailureEmail(_Email):
@@ -158,10 +169,10 @@ class FailureEmail(_Email):
             "error": failure_text(context),
             "log_url": ti.log_url or log_url(ti.dag_id, ti.run_id, ti.task_id, ti.try_number),
         }
-        self.send(context, alert)
-        try:
-            _write_note(ti, alerted=True)
-        except Exception as error:  # the email went out; only the run-level check is lost
+        sent = self.send(context, alert)
+        try:  # when the email could not go out, the run-level email tries again
+            _write_note(ti, alerted=sent, email_failed=not sent)
+        except Exception as error:
             log.warning("alert note not written: %s", type(error).__name__)
 
 
@@ -188,7 +199,7 @@ class RunFailureEmail(_Email):
                 "task_id": task_id,
                 "run_id": run_id,
                 "try_number": try_number,
-                "error": NO_ERROR,
+                "error": EMAIL_FAILED if note.get("email_failed") else NO_ERROR,
                 "log_url": log_url(dag_id, run_id, task_id, try_number)
                 if note
                 else log_url(dag_id, run_id),
