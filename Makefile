@@ -78,7 +78,7 @@ bench: install ## Speed and memory of every stage against raw-COPY limits (SCALE
 soak: install ## Reliability soak: CYCLES cycles with injected faults, then nothing lost or duplicated (CYCLES=50 SEED=1)
 	$(PY) -m soak --cycles $(CYCLES) --seed $(SEED)
 
-airflow: install ## Airflow UI on localhost:8080 running the DAG against the local stack
+airflow: install ## Airflow on localhost:8080 running the DAG against the local stack, totesys changing live (Ctrl-C stops)
 	$(PY) -m deploy.local airflow
 
 browser-test: install ## The Airflow UI tests in headless Chromium (needs Debian's chromium; CI installs it)
