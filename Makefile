@@ -17,7 +17,7 @@ CYCLES ?= 50
 SEED   ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint typecheck pytest compat up down status seed simulate airflow bench soak screenshots clean
+.PHONY: help install demo test lint typecheck pytest compat up down status seed simulate airflow bench soak browser-test screenshots clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -45,8 +45,8 @@ lint: install ## ruff (style and the import boundaries between etl/, dags/ and d
 typecheck: install ## mypy, strict on every package, dags/ included
 	$(VENV)/bin/mypy
 
-pytest: install ## pytest only
-	$(PY) -m pytest
+pytest: install ## pytest only (all but the browser tests)
+	$(PY) -m pytest -m "not browser"
 
 $(COMPAT_STAMP): requirements/airflow-3.3.1.txt constraints/mwaa-airflow-3.3.1-constraints.txt
 	$(PYTHON) -m venv $(COMPAT)
@@ -78,8 +78,11 @@ bench: install ## Speed and memory of every stage against raw-COPY limits (SCALE
 soak: install ## Reliability soak: CYCLES cycles with injected faults, then nothing lost or duplicated (CYCLES=50 SEED=1)
 	$(PY) -m soak --cycles $(CYCLES) --seed $(SEED)
 
-airflow: install ## Airflow UI on localhost:8080 running the DAG against the local stack
+airflow: install ## Airflow on localhost:8080 running the DAG against the local stack, totesys changing live (Ctrl-C stops)
 	$(PY) -m deploy.local airflow
+
+browser-test: install ## The Airflow UI tests in headless Chromium (needs Debian's chromium; CI installs it)
+	$(PY) -m pytest -p no:cacheprovider -m browser
 
 screenshots: install ## Screenshots of the Airflow UI into docs/images (headless Chromium against `make airflow`)
 	SCREENSHOTS_DIR=docs/images $(PY) -m pytest -p no:cacheprovider tests/docs/test_screenshots.py

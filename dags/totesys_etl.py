@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 from airflow.sdk import Param, dag, task
 from totesys_airflow import assets
-from totesys_airflow.alerts import error_kept_for_the_email, failure_email
+from totesys_airflow.alerts import (
+    error_kept_for_the_email,
+    failure_email,
+    forget_run,
+    note_task_started,
+    run_failure_email,
+)
 from totesys_airflow.config import DagConfig
 
 if TYPE_CHECKING:
@@ -22,27 +28,32 @@ T = TypeVar("T")
 
 CONFIG = DagConfig.from_env(os.environ)
 
+# Plain words, few inline code spans: 3.0.6's UI breaks the lines around each one.
 DOC = f"""
 ### totesys -> warehouse
 
 Every run (schedule `{CONFIG.ingest_schedule}`):
 
 1. **ingest** extracts the rows of the 11 totesys tables changed since the last batch into
-   `s3://{CONFIG.ingestion_bucket}` as CSV, then writes the batch manifest.
-2. **wait_for_manifest** (deferrable `S3KeySensor`) waits for that manifest.
+   the bucket {CONFIG.ingestion_bucket} as CSV, then writes the batch manifest.
+2. **wait_for_manifest** waits for that manifest without holding a worker (deferrable).
 3. **transform** remodels every pending batch up to this one into the star schema as
-   parquet in `s3://{CONFIG.processed_bucket}`.
+   parquet in the bucket {CONFIG.processed_bucket}.
 4. **load_due** lets **load** run when the run's interval ends on a multiple of
-   {CONFIG.load_every_minutes} minutes (or when triggered with `force_load`); load
-   applies every processed batch not yet in the warehouse, each exactly once.
-5. **freshness** fails (and emails) when a source change has waited more than
+   {CONFIG.load_every_minutes} minutes, or when triggered with force_load. Load applies
+   every processed batch not yet in the warehouse, each exactly once.
+5. **freshness** fails when a source change has waited more than
    {CONFIG.freshness_threshold_minutes} minutes without reaching the warehouse.
 
-Any failure emails {", ".join(CONFIG.alert_emails)}. Re-running or backfilling any interval
-is safe: a past interval is already covered by a later batch and changes nothing.
+**Alerts.** A failure that Airflow will not retry emails {", ".join(CONFIG.alert_emails)}
+once, naming the task and the run: from the task itself, or, when the task was killed or
+lost its heartbeat, from the failed run. A try that is retried sends nothing.
 
-Params for manual runs: `full_refresh` (re-extract ignoring watermarks), `tables` (a subset
-of the 11 tables), `force_load`.
+Re-running or backfilling any interval is safe: a past interval is already covered by a
+later batch and changes nothing.
+
+**Params for manual runs:** full_refresh (re-extract ignoring watermarks), tables (a
+subset of the 11 tables), force_load.
 """
 
 
@@ -75,15 +86,24 @@ def _batch_time(dag_run: DagRunProtocol | None, data_interval_end: datetime | No
     max_active_runs=1,
     doc_md=DOC,
     tags=["totesys", "etl", "warehouse"],
+    # one email per failed run when no task could send its own (killed, heartbeat lost)
+    on_failure_callback=run_failure_email(CONFIG),
+    on_success_callback=forget_run,
+    # "null" in each type: a param with a default is optional in the trigger form
     params={
         "full_refresh": Param(
-            False, type="boolean", description="Ignore the watermarks of the chosen tables"
+            False,
+            type=["boolean", "null"],
+            description="Ignore the watermarks of the chosen tables",
         ),
         "tables": Param(
-            [], type="array", items={"type": "string"}, description="Subset of tables; empty = all"
+            [],
+            type=["array", "null"],
+            items={"type": "string"},
+            description="Subset of tables; empty = all",
         ),
         "force_load": Param(
-            False, type="boolean", description="Load now even outside the load interval"
+            False, type=["boolean", "null"], description="Load now even outside the load interval"
         ),
     },
     default_args={
@@ -93,6 +113,7 @@ def _batch_time(dag_run: DagRunProtocol | None, data_interval_end: datetime | No
         "max_retry_delay": timedelta(minutes=5),
         "execution_timeout": timedelta(minutes=CONFIG.task_timeout_minutes),
         "on_failure_callback": failure_email(CONFIG),
+        "on_execute_callback": note_task_started,
     },
 )
 def totesys_etl() -> None:
@@ -109,7 +130,8 @@ def totesys_etl() -> None:
 
         params = _injected(params, "params")
         # a manual full refresh or subset is new work: its own batch, never "already covered"
-        special = params["full_refresh"] or params["tables"]
+        full_refresh = bool(params["full_refresh"])  # null (cleared in the form) = default
+        special = full_refresh or params["tables"]
         batch_ts = datetime.now(UTC) if special else _batch_time(dag_run, data_interval_end)
         with error_kept_for_the_email():
             result = monitored_ingest(
@@ -117,7 +139,7 @@ def totesys_etl() -> None:
                 s3_client(),
                 metrics_sink(CONFIG),
                 batch_ts,
-                params["full_refresh"],
+                full_refresh,
             )
         return result.manifest_key
 
@@ -187,7 +209,7 @@ def totesys_etl() -> None:
                 _settings(), metrics_sink(CONFIG), now, CONFIG.freshness_threshold
             )
             if result.breached:
-                raise AirflowFailException(f"freshness breach: {result.describe()}")
+                raise AirflowFailException(result.describe())
         return result.describe()
 
     # transform reads the manifest key itself; the sensor only has to have seen it first

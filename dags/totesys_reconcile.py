@@ -7,7 +7,13 @@ import os
 from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import dag, task
-from totesys_airflow.alerts import error_kept_for_the_email, failure_email
+from totesys_airflow.alerts import (
+    error_kept_for_the_email,
+    failure_email,
+    forget_run,
+    note_task_started,
+    run_failure_email,
+)
 from totesys_airflow.config import DagConfig
 
 CONFIG = DagConfig.from_env(os.environ)
@@ -31,12 +37,16 @@ with the tables and a few ids; docs/operations.md says what to do.
     max_active_runs=1,
     doc_md=DOC,
     tags=["totesys", "monitoring"],
+    # the same alerting as totesys_etl: one email per failure, whoever notices it
+    on_failure_callback=run_failure_email(CONFIG),
+    on_success_callback=forget_run,
     default_args={
         "retries": CONFIG.retries,  # outages retry; a difference fails at once (below)
         "retry_delay": timedelta(seconds=CONFIG.retry_delay_seconds),
         "retry_exponential_backoff": True,
         "execution_timeout": timedelta(minutes=CONFIG.task_timeout_minutes),
         "on_failure_callback": failure_email(CONFIG),
+        "on_execute_callback": note_task_started,
     },
 )
 def totesys_reconcile() -> None:

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-from datetime import date
+import time
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deploy.local.processes import ServiceStartError, is_alive
 from deploy.local.stack import LocalStack, StackEndpoints, StackPorts
 from simulator.seed import SeedError, SeedPlan, seed_totesys
 from simulator.simulate import SimulationPlan, follow, simulate
+
+if TYPE_CHECKING:
+    from deploy.local.airflow import Standalone
 
 DEFAULT_STATE_DIR = Path(".local/stack")
 
@@ -59,16 +65,30 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=42)
     commands.add_parser(
         "airflow",
-        help="the stack, a seeded totesys and a warehouse, then `airflow standalone` on localhost:8080",
+        help="the stack, totesys changing in real time, a warehouse, and `airflow standalone` on"
+        " localhost:8080 (until Ctrl-C)",
     )
     return parser
 
 
+# `make airflow`'s DAG settings unless the environment sets them: every run loads, so a
+# change made by the simulator reaches the warehouse within one schedule interval.
+AIRFLOW_LOCAL_DEFAULTS = {
+    "AIRFLOW__TOTESYS__INGEST_SCHEDULE": "*/5 * * * *",
+    "AIRFLOW__TOTESYS__LOAD_EVERY_MINUTES": "5",
+}
+# The simulator as docker-compose runs it: real-time changes, ten times the real business.
+FOLLOW_ARGS = ("--interval", "60", "--rate", "10", "--edits-per-weekday", "10")
+
+
 def run_airflow_standalone(stack: LocalStack) -> None:
-    """Replace this process with `airflow standalone` wired to the stack (Ctrl-C stops it)."""
+    """The stack, totesys seeded up to today and changing in real time, a warehouse, and
+    `airflow standalone` on localhost; runs until Ctrl-C, then stops Airflow and the
+    simulator (the stack keeps running: `make down`)."""
     import psycopg
 
-    from deploy.local.airflow import airflow_env, migrate
+    from deploy.local.airflow import Standalone, airflow_env, migrate, standalone_settings
+    from deploy.local.processes import spawn, terminate
     from etl.config import Settings
     from etl.load.loader import init_warehouse
     from simulator.schema import has_tables
@@ -76,21 +96,67 @@ def run_airflow_standalone(stack: LocalStack) -> None:
     endpoints = stack.up()
     with psycopg.connect(endpoints.totesys_db_url) as conn:
         seeded = has_tables(conn)
-    if not seeded:
-        seed_totesys(endpoints.totesys_db_url, SeedPlan())
+    if not seeded:  # history up to today, so the real-time simulator continues from now
+        seed_totesys(endpoints.totesys_db_url, SeedPlan(as_of=datetime.now(UTC).date()))
     print(init_warehouse(Settings.from_env(endpoints.as_env())))
-    port = os.environ.get("AIRFLOW__API__PORT", "8080")
-    env = airflow_env(endpoints, stack.state_dir.parent / "airflow", {
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",  # local only: no login page
-        "AIRFLOW__API__PORT": port,
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-    })  # fmt: skip
+    port = int(os.environ.get("AIRFLOW__API__PORT", "8080"))
+    home = stack.state_dir.parent / "airflow"
+    defaults = {k: v for k, v in AIRFLOW_LOCAL_DEFAULTS.items() if not os.environ.get(k)}
+    env = airflow_env(endpoints, home, {**defaults, **standalone_settings(port)})
     migrate(env)
-    print(
-        f"Airflow UI: http://localhost:{port} (DAG totesys_etl); stop with Ctrl-C, then `make down`"
-    )
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    os.execve(airflow, [airflow, "standalone"], env)
+    logs = stack.state_dir / "logs"
+    simulator = airflow = None
+    # Ctrl-C (or a SIGTERM) stops what this command started; even when started with
+    # SIGINT ignored, as shells do for background jobs
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        simulator = spawn(
+            [sys.executable, "-m", "deploy.local", "--state-dir", str(stack.state_dir),
+             "simulate", "--follow", *FOLLOW_ARGS],
+            logs / "simulator.log",
+        )  # fmt: skip
+        print(
+            f"totesys changes in real time (weekdays 08:00-19:00 UTC); log: {logs / 'simulator.log'}"
+        )
+        print(f"starting Airflow (log: {home / 'standalone.log'}) ...", flush=True)
+        airflow = Standalone.start(env, home / "standalone.log")
+        print(f"Airflow UI: http://localhost:{port} (DAG totesys_etl); alert emails land in "
+              f"{endpoints.maildir / 'new'}; stop with Ctrl-C, then `make down`", flush=True)  # fmt: skip
+        report_runs(airflow)
+    except KeyboardInterrupt:
+        pass
+    except (TimeoutError, RuntimeError) as error:
+        raise SystemExit(f"error: {error}") from None
+    finally:
+        print("stopping Airflow and the simulator ...", flush=True)
+        if airflow is not None:
+            airflow.stop()
+        terminate(simulator)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def report_runs(airflow: Standalone, every: float = 15.0) -> None:
+    """Print each DAG run as it finishes, until Airflow exits."""
+    seen: set[str] | None = None  # runs that ended before this start are not news
+    while airflow.process.poll() is None:
+        try:
+            runs = airflow.api("GET", "/dags/totesys_etl/dagRuns",
+                               params={"limit": 20, "order_by": "-run_after"})["dag_runs"]  # fmt: skip
+        except Exception:  # the api-server restarting a worker: try again next round
+            runs = []
+        ended = [r for r in reversed(runs) if r["state"] in ("success", "failed")]
+        if seen is None:
+            seen = {r["dag_run_id"] for r in ended}
+        for run in ended:
+            if run["dag_run_id"] not in seen:
+                seen.add(run["dag_run_id"])
+                print(f"{run['end_date']}  {run['dag_run_id']}: {run['state']}", flush=True)
+        time.sleep(every)
+    raise SystemExit(f"airflow standalone exited with status {airflow.process.returncode}")
 
 
 def print_endpoints(endpoints: StackEndpoints) -> None:

@@ -1,4 +1,5 @@
-"""Airflow wired to the local stack: the environment, the metadata DB, and CLI runs.
+"""Airflow wired to the local stack: the environment, the metadata DB, CLI runs, and
+`airflow standalone` started so that its first run cannot fail on a half-started Airflow.
 
 Connections come as AIRFLOW_CONN_* JSON (the same ids the DAG uses on MWAA), the DAG's own
 settings as AIRFLOW__TOTESYS__*; the metadata DB is SQLite under the given home.
@@ -9,15 +10,19 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import requests
 
 from deploy.local.postgres import HOST, SUPERUSER
 from deploy.local.stack import (
-    MOTO_CREDENTIALS,
     REGION,
     TOTESYS_DATABASE,
     WAREHOUSE_DATABASE,
@@ -25,6 +30,11 @@ from deploy.local.stack import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+DAG_ID = "totesys_etl"
+# What the aws_default connection carries for moto, which accepts any keys. Airflow masks a
+# connection's password in every log line, so it must be a string no log line contains by
+# accident (the stack's own placeholder, "local", turned localhost into ***host).
+MOTO_AIRFLOW_KEYS = ("moto-placeholder-key-id", "moto-placeholder-secret-Zq7")
 
 
 def _postgres(endpoints: StackEndpoints, database: str) -> str:
@@ -40,8 +50,8 @@ def airflow_env(
     """os.environ plus everything Airflow needs to run the DAG against this stack."""
     aws = {
         "conn_type": "aws",
-        "login": MOTO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        "password": MOTO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        "login": MOTO_AIRFLOW_KEYS[0],
+        "password": MOTO_AIRFLOW_KEYS[1],
         "extra": {"region_name": REGION, "endpoint_url": endpoints.aws_endpoint_url},
     }
     smtp = {"conn_type": "smtp", "host": HOST, "port": endpoints.smtp_port,
@@ -118,3 +128,88 @@ def dags_test(
     output = result.stdout + result.stderr
     states = dict(re.findall(r"task_id='(\w+)'.*?state=<TaskInstanceState\.\w+: '(\w+)'>", output))
     return DagTestRun("state=success, run_type=manual" in output, states, output)
+
+
+def standalone_settings(port: int) -> dict[str, str]:
+    """`airflow standalone` sized for a laptop, with every new DAG paused until
+    `Standalone.start` has seen the api-server answer (see there)."""
+    workers = max(2, min(4, os.cpu_count() or 2))
+    return {
+        "AIRFLOW__API__PORT": str(port),
+        # task runners reach the api-server's execution API here, not on the default :8080
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",  # local only: no login page
+        "AIRFLOW__API__WORKERS": "1",
+        # LocalExecutor keeps one idle process per slot; the DAG runs one task at a time
+        "AIRFLOW__CORE__PARALLELISM": str(workers),
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+    }
+
+
+@dataclass
+class Standalone:
+    """A running `airflow standalone` (scheduler, dag-processor, triggerer, api-server)."""
+
+    url: str
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+
+    @classmethod
+    def start(cls, env: Mapping[str, str], log_path: Path, timeout: float = 300) -> Standalone:
+        """Start Airflow and unpause the DAG only once the api-server answers and the DAG
+        is parsed. The scheduler starts as fast as the api-server; a run it queued earlier
+        met a refusing execution API, and its first try failed. The DAG is paused first in
+        case an earlier start left it unpaused."""
+        env = dict(env)
+        airflow_cli(env, "dags", "pause", DAG_ID)  # fails harmlessly on a new metadata DB
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        with log_path.open("ab") as log:
+            process = subprocess.Popen([airflow, "standalone"], env=env, stdin=subprocess.DEVNULL,
+                                       stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+                                       start_new_session=True)  # fmt: skip
+        running = cls(f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}", env, process)
+        try:
+            running.wait_until(running.dag_parsed, timeout, f"Airflow to start; see {log_path}")
+            running.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
+        except BaseException:
+            running.stop()
+            raise
+        return running
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The REST API (api/v2) with a token from the simple auth manager."""
+        token = requests.get(f"{self.url}/auth/token", timeout=10).json()["access_token"]
+        response = requests.request(method, f"{self.url}/api/v2{path}",
+                                    headers={"Authorization": f"Bearer {token}"}, timeout=30,
+                                    **kwargs)  # fmt: skip
+        response.raise_for_status()
+        return response.json()
+
+    def dag_parsed(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"airflow standalone exited with status {self.process.returncode}")
+        try:
+            if requests.get(f"{self.url}/api/v2/version", timeout=5).status_code != 200:
+                return False
+            return any(d["dag_id"] == DAG_ID for d in self.api("GET", "/dags")["dags"])
+        except requests.RequestException:
+            return False
+
+    def wait_until(self, condition: Any, timeout: float, what: str, every: float = 2.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = condition()
+            if value:
+                return value
+            time.sleep(every)
+        raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+    def stop(self) -> None:
+        """SIGTERM to every Airflow process, SIGKILL to what is left after a minute."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)

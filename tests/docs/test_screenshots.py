@@ -30,7 +30,7 @@ from deploy.local.processes import free_port
 from tests.conftest import REPO_ROOT
 from tests.docs.browser import Browser
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 DAG_ID = "totesys_etl"
 TASK_IDS = ["ingest", "wait_for_manifest", "transform", "load_due", "load", "freshness"]
