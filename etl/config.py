@@ -17,6 +17,8 @@ from etl.tables import ALL_TABLES, select_tables
 MALFORMED = "<a URL that does not parse>"
 DEFAULT_OVERLAP = timedelta(minutes=15)
 DEFAULT_REGION = "eu-west-2"
+DEFAULT_LEASE_WAIT = timedelta(seconds=60)
+DEFAULT_LEASE_TIMEOUT = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,17 @@ class Settings:
     warehouse_names: WarehouseNames = field(
         default_factory=WarehouseNames
     )  # prepared-warehouse names
+    # how long a second process of a stage waits for the stage's lease before it gives up
+    lease_wait: timedelta = DEFAULT_LEASE_WAIT
+    # how long a holder that stopped answering (killed, paused, cut off) keeps its lease
+    lease_timeout: timedelta = DEFAULT_LEASE_TIMEOUT
 
     def __post_init__(self) -> None:
         # here, not in from_env: the DAG fills Settings from its own options
+        if self.lease_wait < timedelta(0):
+            raise ConfigError("LEASE_WAIT_SECONDS must not be negative")
+        if self.lease_timeout < timedelta(seconds=1):
+            raise ConfigError("LEASE_TIMEOUT_SECONDS must be at least 1 second")
         if not IDENTIFIER.match(self.warehouse_schema):
             raise ConfigError(
                 f"WAREHOUSE_SCHEMA {self.warehouse_schema!r} is not a plain identifier"
@@ -89,6 +99,8 @@ class Settings:
             raise ConfigError(
                 f"INGEST_OVERLAP_SECONDS must be a number of seconds: {error}"
             ) from None
+        lease_wait = _seconds(env, "LEASE_WAIT_SECONDS", DEFAULT_LEASE_WAIT)
+        lease_timeout = _seconds(env, "LEASE_TIMEOUT_SECONDS", DEFAULT_LEASE_TIMEOUT)
         tables = env.get("TOTESYS_TABLES", "")
         schema = env.get("WAREHOUSE_SCHEMA", "").strip() or "public"
         return cls(
@@ -102,6 +114,8 @@ class Settings:
             tables=select_tables(tables.split(",")) if tables.strip() else ALL_TABLES,
             warehouse_schema=schema,
             warehouse_names=WarehouseNames.parse(env.get("WAREHOUSE_NAME_MAP", "")),
+            lease_wait=lease_wait,
+            lease_timeout=lease_timeout,
         )
 
     def require(self, *names: str) -> None:
@@ -117,3 +131,13 @@ class Settings:
             raise ConfigError(f"missing setting(s): {', '.join(missing)}")
         if self.overlap < timedelta(0):
             raise ConfigError("the ingest overlap must not be negative")
+
+
+def _seconds(env: Mapping[str, str], name: str, default: timedelta) -> timedelta:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return timedelta(seconds=float(raw))
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
