@@ -209,6 +209,8 @@ def load_batch(
             ledger.record(conn, batch_id, seconds, tables)
             step("ledger_written")
     except psycopg.Error as error:
+        if lease is not None:  # the server ended a paused loader's transaction: say so
+            lease.check(f"batch {batch_id} (its transaction failed and was rolled back)")
         raise EtlError(
             f"loading batch {batch_id} into {current} failed, rolled back: {one_line(error)}",
             transient=is_transient_database_error(error),

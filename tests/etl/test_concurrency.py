@@ -200,6 +200,7 @@ def test_a_paused_load_resumed_after_a_takeover_loads_each_batch_once(
     paused, successor, _ = paused_and_taken_over(env, "load", at, s3, settings)
 
     assert successor.ok, successor.error
-    assert paused.returncode != 0, "its transaction was ended by the server"
+    assert paused.returncode == EXIT_LEASE, paused.error  # its transaction ended by the server
+    assert paused.error.startswith("error: the load lease (generation "), paused.error
     assert len(warehouse_rows.ledger(settings)) == 1, "the batch was loaded once"
     assert_warehouse_equals_the_sql_expectation(settings, facts)
