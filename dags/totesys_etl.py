@@ -29,7 +29,9 @@ Every run (schedule `{CONFIG.ingest_schedule}`):
 5. **freshness** fails (and emails) when a source change has waited more than
    {CONFIG.freshness_threshold_minutes} minutes without reaching the warehouse.
 
-Any failure emails {", ".join(CONFIG.alert_emails)}. Re-running or backfilling any interval
+Any failure emails {", ".join(CONFIG.alert_emails)}. A bad input or configuration (etl's
+terminal errors) fails its task at once, without retries; an outage, or another process
+holding the stage's lease, is retried with backoff. Re-running or backfilling any interval
 is safe: a past interval is already covered by a later batch and changes nothing.
 
 Params for manual runs: `full_refresh` (re-extract ignoring watermarks), `tables` (a subset
@@ -82,6 +84,7 @@ def totesys_etl() -> None:
     def ingest() -> str:
         """Extract this run's batch; returns the manifest key the sensor waits for."""
         from totesys_airflow.connections import s3_client
+        from totesys_airflow.errors import failing_fast_on_bad_input
 
         from etl.ingest import ingest as run_ingest
 
@@ -90,7 +93,7 @@ def totesys_etl() -> None:
         # a manual full refresh or subset is new work: its own batch, never "already covered"
         special = params["full_refresh"] or params["tables"]
         batch_ts = datetime.now(UTC) if special else _batch_time(context)
-        with error_kept_for_the_email():
+        with failing_fast_on_bad_input():
             result = run_ingest(
                 _settings(params["tables"]), s3_client(), batch_ts, params["full_refresh"]
             )
@@ -112,11 +115,12 @@ def totesys_etl() -> None:
     def transform(manifest: str) -> list[str]:
         """Remodel pending batches up to this run's; returns the batch ids processed."""
         from totesys_airflow.connections import s3_client
+        from totesys_airflow.errors import failing_fast_on_bad_input
 
         from etl.layout import batch_id_of_manifest
         from etl.transform.batch import transform_pending
 
-        with error_kept_for_the_email():
+        with failing_fast_on_bad_input():
             results = transform_pending(
                 _settings(), s3_client(), up_to=batch_id_of_manifest(manifest)
             )
@@ -135,10 +139,11 @@ def totesys_etl() -> None:
     def load() -> list[str]:
         """Apply every processed batch not in the warehouse yet, each in one transaction."""
         from totesys_airflow.connections import s3_client
+        from totesys_airflow.errors import failing_fast_on_bad_input
 
         from etl.load.loader import load_pending
 
-        with error_kept_for_the_email():
+        with failing_fast_on_bad_input():
             return [result.batch_id for result in load_pending(_settings(), s3_client())]
 
     @task(trigger_rule="none_failed", retries=0)
