@@ -99,6 +99,17 @@ class ObjectStore:
         self.client = client
         self.bucket = bucket
         self.create_only = create_only
+        # create_only: objects this writer may replace, each only in the version (ETag) it
+        # saw: leftovers of a dead attempt, replaced instead of deleted first
+        self.replaceable: dict[str, str] = {}
+
+    def write_condition(self, key: str) -> dict[str, str]:
+        """The precondition of a write of `key` (boto3 parameters); the key stops being
+        replaceable once written."""
+        if not self.create_only:
+            return {}
+        etag = self.replaceable.pop(key, None)
+        return {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
 
     def _fail(self, action: str, key: str, error: BaseException) -> EtlError:
         if _precondition_failed(error):
@@ -113,7 +124,7 @@ class ObjectStore:
     def put_bytes(
         self, key: str, body: bytes, content_type: str = "application/octet-stream"
     ) -> WrittenObject:
-        condition = {"IfNoneMatch": "*"} if self.create_only else {}
+        condition = self.write_condition(key)
         try:
             self.client.put_object(
                 Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **condition
@@ -186,6 +197,17 @@ class ObjectStore:
             for page in pages:
                 for item in page.get("Contents", []):
                     yield item["Key"]
+        except (BotoCoreError, ClientError) as error:
+            raise self._fail("list", prefix, error) from error
+
+    def versions(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, str]]:
+        """(key, ETag) under `prefix` in lexicographic order, after `start_after`."""
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix, StartAfter=start_after)
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield item["Key"], str(item["ETag"])
         except (BotoCoreError, ClientError) as error:
             raise self._fail("list", prefix, error) from error
 
@@ -303,7 +325,7 @@ class StreamingWriter:
                     Key=self.key,
                     UploadId=self._upload_id,
                     MultipartUpload={"Parts": self._parts},
-                    **({"IfNoneMatch": "*"} if self.store.create_only else {}),
+                    **self.store.write_condition(self.key),
                 )
             except (BotoCoreError, ClientError) as error:
                 raise self.store._fail("complete", self.key, error) from error

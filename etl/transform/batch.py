@@ -12,10 +12,10 @@ manifest exists is recovered rather than redone.
 
 One transform writes at a time: the run holds the transform lease (etl.lease), checked
 before the manifest, the state and every clean-up deletion. Objects are created with
-If-None-Match, so the leftovers of an attempt that died (files and snapshots of batches
-after the last processed one, which no manifest references) are removed under the lease
-before the next attempt writes; the state is replaced only from the version read under
-the lease.
+If-None-Match; the leftovers of an attempt that died (files and snapshots of batches after
+the last processed one, which no manifest references) are replaced by the next attempt
+with If-Match on the version seen under the lease, not deleted first; the state is
+replaced only from the version read under the lease.
 """
 
 from __future__ import annotations
@@ -265,6 +265,13 @@ def transform_batch(
         )
     step("state_written")
     remove_old_snapshots(processed, batch_id, lease)
+    for key in [k for k in processed.replaceable if f"{batch_id}/" in k or f"-{batch_id}." in k]:
+        # a leftover of this batch that this attempt did not write again (transform is
+        # deterministic, so none is expected): unreferenced, removed as the lease holder
+        if lease is not None:
+            lease.check(f"deleting {key}")
+        processed.delete(key)
+        del processed.replaceable[key]
     log_event(logger, "batch_transformed", batch_id=batch_id, rows=sum(t["rows"] for t in tables.values()),
               seconds=document["seconds"])  # fmt: skip
     return TransformResult(batch_id, manifest_key, document), state_after
@@ -288,33 +295,34 @@ def remove_old_snapshots(processed: ObjectStore, batch_id: str, lease: Lease | N
     return removed
 
 
-def remove_unfinished_outputs(
-    processed: ObjectStore, last_processed: str | None, lease: Lease
-) -> int:
-    """Delete what attempts that died before their manifest left: output files and
-    snapshots of batches after the last processed one. No manifest references them, and
-    objects are created only if absent, so the next attempt needs them gone. Run under the
-    lease, checked before each deletion; a batch with a manifest is never touched."""
-    removed = 0
+def adopt_unfinished_outputs(processed: ObjectStore, last_processed: str | None) -> int:
+    """Mark what attempts that died before their manifest left (output files and
+    snapshots of batches after the last processed one, which no manifest references) as
+    replaceable in the version seen now. The next attempt of the batch writes the same
+    keys (transform is deterministic) with If-Match on that version instead of deleting
+    them first: a writer that lost its lease and resumes later cannot delete or replace
+    what its successor wrote over them. Returns how many were adopted."""
+    adopted = 0
     prefixes = [f"{name}/" for name in WAREHOUSE_TABLES] + [SNAPSHOT_PREFIX]
+    complete: dict[str, bool] = {}
     for prefix in prefixes:
         after = (
             output_key(prefix.rstrip("/"), last_processed)
             if last_processed and prefix != SNAPSHOT_PREFIX
             else ""
         )
-        for key in list(processed.keys(prefix, start_after=after)):
+        for key, etag in list(processed.versions(prefix, start_after=after)):
             batch_id = _output_batch_id(prefix, key)
             if batch_id is None or (last_processed is not None and batch_id <= last_processed):
                 continue
-            lease.check(f"deleting {key}")
-            if processed.get_json(layout.manifest_key(batch_id)) is not None:
-                continue
-            processed.delete(key)
-            removed += 1
-    if removed:
-        log_event(logger, "unfinished_transform_files_removed", files=removed, after=last_processed)
-    return removed
+            if batch_id not in complete:
+                complete[batch_id] = processed.get_json(layout.manifest_key(batch_id)) is not None
+            if not complete[batch_id]:
+                processed.replaceable[key] = etag
+                adopted += 1
+    if adopted:
+        log_event(logger, "unfinished_transform_files_adopted", files=adopted, after=last_processed)
+    return adopted
 
 
 def _output_batch_id(prefix: str, key: str) -> str | None:
@@ -360,7 +368,7 @@ def _transform_pending(
     step = on_step or (lambda _: None)
     state_version = StateVersion(processed.etag(STATE_KEY))
     batch_id, state = load_state(processed)
-    remove_unfinished_outputs(processed, batch_id, lease)
+    adopt_unfinished_outputs(processed, batch_id)
     if up_to is not None and ingestion.get_json(layout.manifest_key(up_to)) is None:
         raise EtlError(f"no ingestion batch {up_to} in s3://{settings.ingestion_bucket}")
     after = layout.manifest_key(batch_id) if batch_id else ""

@@ -117,3 +117,21 @@ def test_errors_say_whether_retrying_can_help(s3: Any) -> None:
 
     assert not terminal.value.transient and exit_code(terminal.value) == EXIT_TERMINAL
     assert transient.value.transient and exit_code(transient.value) == EXIT_TRANSIENT
+
+
+def test_a_leftover_is_replaced_only_in_the_version_that_was_seen(
+    s3: Any, new_bucket: Callable[[str], str]
+) -> None:
+    bucket = new_bucket("storage")
+    ObjectStore(s3, bucket).put_bytes("left", b"from a dead attempt")
+    [(key, seen)] = list(ObjectStore(s3, bucket).versions("left"))
+    successor, late = (ObjectStore(s3, bucket, create_only=True) for _ in range(2))
+    successor.replaceable[key] = seen
+    late.replaceable[key] = seen
+
+    successor.put_bytes(key, b"the successor's")
+    with pytest.raises(LeaseLostError):
+        late.put_bytes(key, b"a late writer's")
+
+    assert successor.get_bytes(key) == b"the successor's"
+    assert successor.replaceable == {}, "a key is replaceable once"
