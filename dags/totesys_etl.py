@@ -46,7 +46,9 @@ Every run (schedule `{CONFIG.ingest_schedule}`):
 
 **Alerts.** A failure that Airflow will not retry emails {", ".join(CONFIG.alert_emails)}
 once, naming the task and the run: from the task itself, or, when the task was killed or
-lost its heartbeat, from the failed run. A try that is retried sends nothing.
+lost its heartbeat, from the failed run. A try that is retried sends nothing. A bad input
+or configuration fails its task at once, without retries; an outage, or another process
+holding the stage's lease, is retried with backoff.
 
 Re-running or backfilling any interval is safe: a past interval is already covered by a
 later batch and changes nothing.
@@ -124,6 +126,7 @@ def totesys_etl() -> None:
     ) -> str:
         """Extract this run's batch; returns the manifest key the sensor waits for."""
         from totesys_airflow.connections import s3_client
+        from totesys_airflow.errors import failing_fast_on_bad_input
 
         from etl.ingest import ingest as run_ingest
 
@@ -132,7 +135,7 @@ def totesys_etl() -> None:
         full_refresh = bool(params["full_refresh"])  # null (cleared in the form) = default
         special = full_refresh or params["tables"]
         batch_ts = datetime.now(UTC) if special else _batch_time(dag_run, data_interval_end)
-        with error_kept_for_the_email():
+        with failing_fast_on_bad_input():
             result = run_ingest(_settings(params["tables"]), s3_client(), batch_ts, full_refresh)
         return result.manifest_key
 
@@ -155,11 +158,12 @@ def totesys_etl() -> None:
     def transform(manifest: str) -> list[str]:
         """Remodel pending batches up to this run's; returns the batch ids processed."""
         from totesys_airflow.connections import s3_client
+        from totesys_airflow.errors import failing_fast_on_bad_input
 
         from etl.layout import batch_id_of_manifest
         from etl.transform.batch import transform_pending
 
-        with error_kept_for_the_email():
+        with failing_fast_on_bad_input():
             results = transform_pending(
                 _settings(), s3_client(), up_to=batch_id_of_manifest(manifest)
             )
@@ -181,10 +185,11 @@ def totesys_etl() -> None:
     def load() -> list[str]:
         """Apply every processed batch not in the warehouse yet, each in one transaction."""
         from totesys_airflow.connections import s3_client
+        from totesys_airflow.errors import failing_fast_on_bad_input
 
         from etl.load.loader import load_pending
 
-        with error_kept_for_the_email():
+        with failing_fast_on_bad_input():
             return [result.batch_id for result in load_pending(_settings(), s3_client())]
 
     @task(trigger_rule="none_failed", retries=0)
