@@ -21,6 +21,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -179,44 +180,54 @@ def load_batch(
     step: StepHook,
     lease: Lease | None = None,
 ) -> LoadResult | None:
-    """Load one processed batch in one transaction; None if it was loaded before."""
+    """Load one processed batch in one transaction; None if it was loaded before.
+
+    The batch's files are downloaded (and checked) before the transaction opens: a slow
+    download inside it would leave the session idle in transaction, which the server ends
+    after the lease timeout, and a large batch would then fail on every retry."""
     started = time.perf_counter()
     batch_id = manifest["batch_id"]
     tables: dict[str, dict[str, int]] = {}
     current = "the ledger"
-    try:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (ledger.LOCK_KEY,))
-            if ledger.is_loaded(conn, batch_id):
-                return None
-            for name, table in WAREHOUSE_TABLES.items():  # dims first, then facts
-                entry = manifest["tables"].get(name)
-                if entry is None:
-                    continue
-                current = name
-                with tempfile.TemporaryFile() as local:
-                    data = download_processed(processed, entry, local)
-                    check_columns(
-                        table, data.schema_arrow, f"s3://{processed.bucket}/{entry['file']}"
-                    )
+    with ExitStack() as files:
+        downloaded: dict[str, pq.ParquetFile] = {}
+        for name in WAREHOUSE_TABLES:  # dims first, then facts
+            entry = manifest["tables"].get(name)
+            if entry is None:
+                continue
+            local = files.enter_context(tempfile.TemporaryFile())
+            downloaded[name] = download_processed(processed, entry, local)
+            check_columns(
+                WAREHOUSE_TABLES[name],
+                downloaded[name].schema_arrow,
+                f"s3://{processed.bucket}/{entry['file']}",
+            )
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (ledger.LOCK_KEY,))
+                if ledger.is_loaded(conn, batch_id):
+                    return None
+                for name, data in downloaded.items():
+                    current = name
+                    table = WAREHOUSE_TABLES[name]
                     staging = stage(conn, target, table, data)
-                merge = upsert_dimension if table.kind == "dim" else insert_new_versions
-                staged = data.metadata.num_rows
-                tables[name] = {"staged": staged, **merge(conn, target, table, staging)}
-                step(f"table:{name}")
-            current = "the ledger"
-            if lease is not None:
-                lease.check_in(conn, f"committing batch {batch_id}")
-            seconds = time.perf_counter() - started
-            ledger.record(conn, batch_id, seconds, tables)
-            step("ledger_written")
-    except psycopg.Error as error:
-        if lease is not None:  # the server ended a paused loader's transaction: say so
-            lease.check(f"batch {batch_id} (its transaction failed and was rolled back)")
-        raise EtlError(
-            f"loading batch {batch_id} into {current} failed, rolled back: {one_line(error)}",
-            transient=is_transient_database_error(error),
-        ) from error
+                    merge = upsert_dimension if table.kind == "dim" else insert_new_versions
+                    staged = data.metadata.num_rows
+                    tables[name] = {"staged": staged, **merge(conn, target, table, staging)}
+                    step(f"table:{name}")
+                current = "the ledger"
+                if lease is not None:
+                    lease.check_in(conn, f"committing batch {batch_id}")
+                seconds = time.perf_counter() - started
+                ledger.record(conn, batch_id, seconds, tables)
+                step("ledger_written")
+        except psycopg.Error as error:
+            if lease is not None:  # the server ended a paused loader's transaction: say so
+                lease.check(f"batch {batch_id} (its transaction failed and was rolled back)")
+            raise EtlError(
+                f"loading batch {batch_id} into {current} failed, rolled back: {one_line(error)}",
+                transient=is_transient_database_error(error),
+            ) from error
     log_event(logger, "batch_loaded", batch_id=batch_id,
               inserted=sum(t["inserted"] for t in tables.values()), seconds=seconds)  # fmt: skip
     return LoadResult(batch_id, tables, seconds)
