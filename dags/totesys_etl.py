@@ -47,7 +47,9 @@ Every run (schedule `{CONFIG.ingest_schedule}`):
 
 **Alerts.** A failure that Airflow will not retry emails {", ".join(CONFIG.alert_emails)}
 once, naming the task and the run: from the task itself, or, when the task was killed or
-lost its heartbeat, from the failed run. A try that is retried sends nothing.
+lost its heartbeat, from the failed run. A try that is retried sends nothing. A bad input
+or configuration fails its task at once, without retries; an outage, or another process
+holding the stage's lease, is retried with backoff.
 
 Re-running or backfilling any interval is safe: a past interval is already covered by a
 later batch and changes nothing.
@@ -125,6 +127,7 @@ def totesys_etl() -> None:
     ) -> str:
         """Extract this run's batch; returns the manifest key the sensor waits for."""
         from totesys_airflow.connections import metrics_sink, s3_client
+        from totesys_airflow.errors import failing_fast_on_bad_input
 
         from etl.monitoring import monitored_ingest
 
@@ -133,7 +136,7 @@ def totesys_etl() -> None:
         full_refresh = bool(params["full_refresh"])  # null (cleared in the form) = default
         special = full_refresh or params["tables"]
         batch_ts = datetime.now(UTC) if special else _batch_time(dag_run, data_interval_end)
-        with error_kept_for_the_email():
+        with failing_fast_on_bad_input():
             result = monitored_ingest(
                 _settings(params["tables"]),
                 s3_client(),
@@ -162,11 +165,12 @@ def totesys_etl() -> None:
     def transform(manifest: str) -> list[str]:
         """Remodel pending batches up to this run's; returns the batch ids processed."""
         from totesys_airflow.connections import metrics_sink, s3_client
+        from totesys_airflow.errors import failing_fast_on_bad_input
 
         from etl.layout import batch_id_of_manifest
         from etl.monitoring import monitored_transform
 
-        with error_kept_for_the_email():
+        with failing_fast_on_bad_input():
             results = monitored_transform(
                 _settings(), s3_client(), metrics_sink(CONFIG), batch_id_of_manifest(manifest)
             )
@@ -188,10 +192,11 @@ def totesys_etl() -> None:
     def load() -> list[str]:
         """Apply every processed batch not in the warehouse yet, each in one transaction."""
         from totesys_airflow.connections import metrics_sink, s3_client
+        from totesys_airflow.errors import failing_fast_on_bad_input
 
         from etl.monitoring import monitored_load
 
-        with error_kept_for_the_email():
+        with failing_fast_on_bad_input():
             loaded = monitored_load(_settings(), s3_client(), metrics_sink(CONFIG))
             return [result.batch_id for result in loaded]
 

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import dag, task
 from totesys_airflow.alerts import (
-    error_kept_for_the_email,
     failure_email,
     forget_run,
     note_task_started,
@@ -55,12 +54,13 @@ def totesys_reconcile() -> None:
         """One line per warehouse table; fails naming every table that differs."""
         from airflow.exceptions import AirflowFailException
         from totesys_airflow.connections import metrics_sink, pipeline_settings, s3_client
+        from totesys_airflow.errors import failing_fast_on_bad_input
 
         from etl.metrics import reconcile_differences
         from etl.reconcile import reconcile as compare
         from etl.storage import ObjectStore
 
-        with error_kept_for_the_email():
+        with failing_fast_on_bad_input():
             result = compare(
                 pipeline_settings(CONFIG), ObjectStore(s3_client(), CONFIG.ingestion_bucket)
             )

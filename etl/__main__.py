@@ -3,8 +3,14 @@
 Configured by the environment (TOTESYS_DB_URL, WAREHOUSE_DB_URL, INGESTION_BUCKET,
 PROCESSED_BUCKET, AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, credentials through boto3's own
 chain, INGEST_OVERLAP_SECONDS, TOTESYS_TABLES, WAREHOUSE_SCHEMA, WAREHOUSE_NAME_MAP,
-SOURCE_TIMEZONE, METRICS_SINK (none|local|cloudwatch), METRICS_FILE, PIPELINE_ENVIRONMENT); flags
-override. Exit 0 on success, otherwise 1 with a one-line error on stderr.
+SOURCE_TIMEZONE, METRICS_SINK (none|local|cloudwatch), METRICS_FILE, PIPELINE_ENVIRONMENT,
+LEASE_WAIT_SECONDS, LEASE_TIMEOUT_SECONDS); flags override.
+
+Exit codes (one-line error on stderr otherwise):
+  0   success
+  1   terminal: bad configuration or input (fix it; running again will fail the same way)
+  69  transient: a service is down or failed (database, S3); retry with backoff
+  75  another process of the same stage holds its lease (or took it over); retry later
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import psycopg
 
 from etl import doctor
 from etl.config import Settings
-from etl.errors import EtlError, one_line
+from etl.errors import EXIT_OK, EtlError, exit_code, one_line
 from etl.freshness import measure
 from etl.ingest import IngestResult
 from etl.load import ledger
@@ -197,11 +203,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             )
     except EtlError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return exit_code(error)
     except psycopg.Error as error:  # a database fault no stage anticipated: still one line
         print(f"error: database: {one_line(error)}", file=sys.stderr)
-        return 1
-    return 0
+        return exit_code(error)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ DEFAULT_OVERLAP = timedelta(minutes=15)
 DEFAULT_DOCTOR_MIN_AGE = timedelta(hours=1)
 DEFAULT_REGION = "eu-west-2"
 METRICS_SINKS = ("none", "local", "cloudwatch")
+DEFAULT_LEASE_WAIT = timedelta(seconds=60)
+DEFAULT_LEASE_TIMEOUT = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -104,9 +106,17 @@ class Settings:
     metrics_sink: str = "none"  # none | local (JSON lines in metrics_file) | cloudwatch
     metrics_file: str = ""  # where the local sink appends
     environment: str = "local"  # the Environment dimension of every metric
+    # how long a second process of a stage waits for the stage's lease before it gives up
+    lease_wait: timedelta = DEFAULT_LEASE_WAIT
+    # how long a holder that stopped answering (killed, paused, cut off) keeps its lease
+    lease_timeout: timedelta = DEFAULT_LEASE_TIMEOUT
 
     def __post_init__(self) -> None:
         # here, not in from_env: the DAG fills Settings from its own options
+        if self.lease_wait < timedelta(0):
+            raise ConfigError("LEASE_WAIT_SECONDS must not be negative")
+        if self.lease_timeout < timedelta(seconds=1):
+            raise ConfigError("LEASE_TIMEOUT_SECONDS must be at least 1 second")
         if not IDENTIFIER.match(self.warehouse_schema):
             raise ConfigError(
                 f"WAREHOUSE_SCHEMA {self.warehouse_schema!r} is not a plain identifier"
@@ -143,18 +153,11 @@ class Settings:
             raise ConfigError(
                 f"INGEST_OVERLAP_SECONDS must be a number of seconds: {error}"
             ) from None
-        try:
-            doctor_min_age = timedelta(
-                seconds=float(
-                    env.get("DOCTOR_MIN_AGE_SECONDS", DEFAULT_DOCTOR_MIN_AGE.total_seconds())
-                )
-            )
-        except ValueError as error:
-            raise ConfigError(
-                f"DOCTOR_MIN_AGE_SECONDS must be a number of seconds: {error}"
-            ) from None
+        doctor_min_age = _seconds(env, "DOCTOR_MIN_AGE_SECONDS", DEFAULT_DOCTOR_MIN_AGE)
         if doctor_min_age < timedelta(0):
             raise ConfigError("DOCTOR_MIN_AGE_SECONDS must not be negative")
+        lease_wait = _seconds(env, "LEASE_WAIT_SECONDS", DEFAULT_LEASE_WAIT)
+        lease_timeout = _seconds(env, "LEASE_TIMEOUT_SECONDS", DEFAULT_LEASE_TIMEOUT)
         tables = env.get("TOTESYS_TABLES", "")
         schema = env.get("WAREHOUSE_SCHEMA", "").strip() or "public"
         return cls(
@@ -173,6 +176,8 @@ class Settings:
             metrics_sink=env.get("METRICS_SINK", "").strip() or "none",
             metrics_file=env.get("METRICS_FILE", "").strip(),
             environment=env.get("PIPELINE_ENVIRONMENT", "").strip() or "local",
+            lease_wait=lease_wait,
+            lease_timeout=lease_timeout,
         )
 
     def require(self, *names: str) -> None:
@@ -188,3 +193,13 @@ class Settings:
             raise ConfigError(f"missing setting(s): {', '.join(missing)}")
         if self.overlap < timedelta(0):
             raise ConfigError("the ingest overlap must not be negative")
+
+
+def _seconds(env: Mapping[str, str], name: str, default: timedelta) -> timedelta:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return timedelta(seconds=float(raw))
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None

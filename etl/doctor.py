@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -32,7 +33,7 @@ import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 
-from etl import layout
+from etl import layout, lease
 from etl.config import Settings
 from etl.errors import EtlError, StorageError
 from etl.ingest import ingest
@@ -920,7 +921,10 @@ def run(settings: Settings, s3_client: Any, fix: bool, say: Callable[[str], None
     for line in describe(report):
         say(line)
     if fix and not report.healthy:
-        result = repair_now(settings, s3_client, say)  # the stage leases go around this call
+        with ExitStack() as leases:  # no stage writes while the repair does
+            for stage in ("ingest", "transform", "load"):
+                leases.enter_context(lease.hold(settings, stage))
+            result = repair_now(settings, s3_client, say)
         for line in result.done:
             say(f"done: {line}")
         for line in result.skipped:

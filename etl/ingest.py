@@ -10,6 +10,11 @@ bookmarks.
 
 All tables are read in one REPEATABLE READ snapshot, so a batch is consistent across
 tables (an order, its transaction and its payment arrive together).
+
+One ingest writes at a time, whatever starts it: the whole batch runs under the ingest
+lease (etl.lease), checked again before every deletion, the manifest and the state. Every
+object is created with If-None-Match (a late writer cannot replace a published file) and
+the state is replaced only if it is still the version read under the lease.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -28,6 +33,7 @@ from etl.config import Settings
 from etl.database import connect
 from etl.errors import ConfigError
 from etl.extract import TableExtract, check_source_columns, extract_table
+from etl.lease import Lease, hold
 from etl.logs import log_event
 from etl.manifests import ingestion as ingestion_manifest
 from etl.manifests.ingestion import IngestionManifest
@@ -41,6 +47,9 @@ logger = logging.getLogger("etl.ingest")
 # "manifest_written", "state_written"): progress reporting, and where fault-injection
 # tests stop a batch.
 StepHook = Callable[[str], None]
+
+# how far before the newest complete batch the clean-up looks for unreferenced extracts
+CLEANUP_LOOKBACK = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -69,29 +78,52 @@ def load_state(store: ObjectStore) -> IngestState:
     return state
 
 
-def remove_unfinished_batches(store: ObjectStore, last_complete: str | None) -> int:
-    """Delete the extracts of batches after the newest complete one: attempts that died
-    before their manifest (a killed process cannot tidy up). Manifest readers never see
-    them, but Athena/Glue read every file of a partition and would count those rows twice.
-    One ingest runs at a time (the DAG's max_active_runs=1), so none of them is in flight."""
+def remove_unfinished_batches(
+    store: ObjectStore, last_complete: str | None, lease: Lease | None = None
+) -> int:
+    """Delete the extracts no manifest references: attempts that died before their
+    manifest (a killed process cannot tidy up), and the file a writer that lost its lease
+    may have finished after its successor took over (its batch is older than the
+    successor's). Manifest readers never see them, but Athena/Glue read every file of a
+    partition and would count those rows twice. Looks back CLEANUP_LOOKBACK before the
+    newest complete batch. Only the lease holder tidies, it checks the lease before each
+    deletion, and a file whose batch has a manifest is never deleted."""
+    horizon = (
+        layout.batch_id_for(layout.batch_ts_of(last_complete) - CLEANUP_LOOKBACK)
+        if last_complete
+        else ""
+    )
+    complete = {
+        layout.batch_id_of_manifest(key)
+        for key in store.keys(
+            layout.MANIFEST_PREFIX, start_after=layout.manifest_key(horizon) if horizon else ""
+        )
+    }
     removed = 0
     for table in ALL_TABLES:
-        after = layout.extract_key(table, last_complete) if last_complete else ""
+        after = layout.extract_key(table, horizon) if horizon else ""
         for key in list(store.keys(f"{table}/", start_after=after)):
-            if _is_extract(table, key):  # anything else under the prefix is not ours
-                store.delete(key)
-                removed += 1
+            batch_id = _extract_batch_id(table, key)
+            if batch_id is None or batch_id in complete:  # not ours, or referenced
+                continue
+            if lease is not None:
+                lease.check(f"deleting {key}")
+            if store.get_json(layout.manifest_key(batch_id)) is not None:
+                continue  # completed since the listing: referenced, never deleted
+            store.delete(key)
+            removed += 1
     if removed:
-        log_event(logger, "unfinished_batch_files_removed", files=removed, after=last_complete)
+        log_event(logger, "unfinished_batch_files_removed", files=removed, after=horizon)
     return removed
 
 
-def _is_extract(table: str, key: str) -> bool:
+def _extract_batch_id(table: str, key: str) -> str | None:
+    """The batch id of an extract key, None for anything else."""
     batch_id = key.rsplit("/", 1)[-1].removeprefix(f"{table}-").removesuffix(".csv")
     try:
-        return key == layout.extract_key(table, batch_id)
+        return batch_id if key == layout.extract_key(table, batch_id) else None
     except ValueError:  # not a batch id
-        return False
+        return None
 
 
 def ingest(
@@ -101,18 +133,31 @@ def ingest(
     full_refresh: bool = False,
     on_step: StepHook | None = None,
 ) -> IngestResult:
-    """Run one batch identified by `batch_ts` (now, by default). Replaying a batch id that
-    already completed changes nothing and returns its manifest."""
-    settings.require("totesys_db_url", "ingestion_bucket")
-    step = on_step or (lambda _: None)
-    store = ObjectStore(s3_client, settings.ingestion_bucket)
+    """Run one batch identified by `batch_ts` (now, by default), holding the ingest lease.
+    Replaying a batch id that already completed changes nothing and returns its manifest."""
+    settings.require("totesys_db_url", "ingestion_bucket", "warehouse_db_url")
     batch_id = layout.batch_id_for(batch_ts or datetime.now(UTC))
+    with hold(settings, "ingest") as lease:
+        return _ingest(settings, s3_client, batch_id, full_refresh, on_step, lease)
+
+
+def _ingest(
+    settings: Settings,
+    s3_client: Any,
+    batch_id: str,
+    full_refresh: bool,
+    on_step: StepHook | None,
+    lease: Lease,
+) -> IngestResult:
+    step = on_step or (lambda _: None)
+    store = ObjectStore(s3_client, settings.ingestion_bucket, create_only=True)
     manifest_key = layout.manifest_key(batch_id)
 
     existing = ingestion_manifest.read_key(store, manifest_key)
     if existing is not None:
         log_event(logger, "batch_already_complete", batch_id=batch_id)
         return IngestResult(batch_id, manifest_key, existing, "already complete")
+    state_etag = store.etag(layout.STATE_KEY)  # the state is replaced only from this version
     state = load_state(store)
     if state.batch_id is not None and batch_id <= state.batch_id:
         reason = f"covered by the later batch {state.batch_id}"
@@ -121,7 +166,7 @@ def ingest(
         covering = layout.manifest_key(state.batch_id)
         return IngestResult(batch_id, covering, ingestion_manifest.empty(batch_id), reason)
 
-    remove_unfinished_batches(store, state.batch_id)
+    remove_unfinished_batches(store, state.batch_id, lease)
     never_extracted = [t for t in ALL_TABLES if t not in state.bookmarks]
     if never_extracted and set(settings.tables) != set(ALL_TABLES):
         # facts would reference dimensions the warehouse has never received
@@ -139,6 +184,7 @@ def ingest(
             clock = conn.execute("SELECT localtimestamp").fetchone()
             source_now = clock[0] if clock else None  # the snapshot's start, source clock
             for name in settings.tables:
+                lease.check(f"extracting {name}")  # a paused writer stops here on resuming
                 table = SOURCE_TABLES[name]
                 extra = check_source_columns(conn, table)
                 if extra:
@@ -189,9 +235,11 @@ def ingest(
         },
         state_after.to_json(),
     )
+    lease.check("the manifest")
     ingestion_manifest.write(store, manifest)
     step("manifest_written")
-    store.put_json(layout.STATE_KEY, state_after.to_json())
+    lease.check("the state")
+    store.replace_json(layout.STATE_KEY, state_after.to_json(), state_etag)
     step("state_written")
     result = IngestResult(batch_id, manifest_key, manifest)
     log_event(

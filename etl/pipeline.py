@@ -1,4 +1,10 @@
-"""One full cycle, `python -m etl run`: ingest, transform what is pending, load what is pending."""
+"""One full cycle, `python -m etl run`: ingest, transform what is pending, load what is pending.
+
+Each stage takes its own lease (etl.lease) and releases it when it ends, so several `run`s
+started together pass each other stage by stage: a second ingest waits for the first,
+then extracts what changed since; a stage that cannot get its lease within the wait ends
+the cycle with LeaseBusyError (exit 75) without having written anything.
+"""
 
 from __future__ import annotations
 

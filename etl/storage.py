@@ -3,6 +3,13 @@
 It takes a boto3 S3 client made at the edge (from the environment by the CLI, from the
 `aws_default` connection by the DAG), so credentials never pass through etl.
 Large objects are streamed with multipart upload: memory holds one part at a time.
+
+A store opened `create_only` never overwrites an object: every PUT (and every completed
+multipart upload) carries `If-None-Match: *`, so a writer that lost its lease cannot
+change an object another writer has published; the objects that must be replaced (the
+stage's state) go through `replace`, conditional on the ETag the writer read. S3 has
+honoured both conditions since 2024; the moto server in the venv (5.1) checks both on
+PutObject and If-None-Match on CompleteMultipartUpload.
 """
 
 from __future__ import annotations
@@ -18,10 +25,17 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+    PartialCredentialsError,
+)
 
 from etl.config import Settings
-from etl.errors import StorageError
+from etl.errors import EtlError, LeaseLostError, StorageError, StorageUnavailableError
 
 PART_SIZE = 8 * 1024 * 1024  # S3 parts must be >= 5 MiB except the last
 
@@ -43,6 +57,34 @@ def _describe(error: BaseException) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
+_CONFIGURATION_ERRORS = (
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+    PartialCredentialsError,
+)
+_BUSY_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError",
+               "ServiceUnavailable", "RequestTimeTooSkewed"}  # fmt: skip
+
+
+def is_transient(error: BaseException) -> bool:
+    """An S3 failure that retrying later can cure: 5xx, throttling, timeouts, a connection
+    refused or reset. Missing buckets, denied access and bad credentials are not."""
+    if isinstance(error, ClientError):
+        info = error.response.get("Error", {})
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        return status >= 500 or info.get("Code") in _BUSY_CODES
+    return not isinstance(error, _CONFIGURATION_ERRORS)  # network errors and broken streams
+
+
+def _precondition_failed(error: BaseException) -> bool:
+    if not isinstance(error, ClientError):
+        return False
+    info = error.response.get("Error", {})
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    return info.get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") or status == 412
+
+
 @dataclass(frozen=True)
 class WrittenObject:
     key: str
@@ -51,23 +93,72 @@ class WrittenObject:
 
 
 class ObjectStore:
-    """One bucket."""
+    """One bucket; `create_only`: no write may replace an existing object (see above)."""
 
-    def __init__(self, client: Any, bucket: str) -> None:
+    def __init__(self, client: Any, bucket: str, create_only: bool = False) -> None:
         self.client = client
         self.bucket = bucket
+        self.create_only = create_only
+        # create_only: objects this writer may replace, each only in the version (ETag) it
+        # saw: leftovers of a dead attempt, replaced instead of deleted first
+        self.replaceable: dict[str, str] = {}
 
-    def _fail(self, action: str, key: str, error: BaseException) -> StorageError:
-        return StorageError(f"cannot {action} s3://{self.bucket}/{key}: {_describe(error)}")
+    def write_condition(self, key: str) -> dict[str, str]:
+        """The precondition of a write of `key` (boto3 parameters); the key stops being
+        replaceable once written."""
+        if not self.create_only:
+            return {}
+        etag = self.replaceable.pop(key, None)
+        return {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+
+    def _fail(self, action: str, key: str, error: BaseException) -> EtlError:
+        if _precondition_failed(error):
+            # someone else published this object (or the state) meanwhile: we lost the lease
+            return LeaseLostError(
+                f"not writing s3://{self.bucket}/{key}: another process wrote it first"
+                " (this process lost its lease)"
+            )
+        kind = StorageUnavailableError if is_transient(error) else StorageError
+        return kind(f"cannot {action} s3://{self.bucket}/{key}: {_describe(error)}")
 
     def put_bytes(
         self, key: str, body: bytes, content_type: str = "application/octet-stream"
     ) -> WrittenObject:
+        condition = self.write_condition(key)
         try:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **condition
+            )
         except (BotoCoreError, ClientError) as error:
             raise self._fail("write", key, error) from error
         return WrittenObject(key, len(body), hashlib.sha256(body).hexdigest())
+
+    def etag(self, key: str) -> str | None:
+        """The object's ETag, or None when it does not exist: what `replace` is
+        conditional on."""
+        try:
+            return str(self.client.head_object(Bucket=self.bucket, Key=key)["ETag"])
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise self._fail("read", key, error) from error
+        except BotoCoreError as error:
+            raise self._fail("read", key, error) from error
+
+    def replace_json(self, key: str, document: Any, etag: str | None) -> str:
+        """Write `document` over the object only if it is still the version whose ETag was
+        `etag` (None: only if there is still no object); returns the new ETag. A writer
+        that lost its lease fails here (LeaseLostError) instead of overwriting the state
+        its successor wrote."""
+        body = json.dumps(document, indent=1, sort_keys=True).encode()
+        condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
+        try:
+            written = self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType="application/json", **condition
+            )
+        except (BotoCoreError, ClientError) as error:
+            raise self._fail("write", key, error) from error
+        return str(written["ETag"])
 
     def put_json(self, key: str, document: Any) -> WrittenObject:
         body = json.dumps(document, indent=1, sort_keys=True).encode()
@@ -109,6 +200,17 @@ class ObjectStore:
         except (BotoCoreError, ClientError) as error:
             raise self._fail("list", prefix, error) from error
 
+    def versions(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, str]]:
+        """(key, ETag) under `prefix` in lexicographic order, after `start_after`."""
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix, StartAfter=start_after)
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield item["Key"], str(item["ETag"])
+        except (BotoCoreError, ClientError) as error:
+            raise self._fail("list", prefix, error) from error
+
     def delete(self, key: str) -> None:
         try:
             self.client.delete_object(Bucket=self.bucket, Key=key)
@@ -119,9 +221,8 @@ class ObjectStore:
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except (BotoCoreError, ClientError) as error:
-            raise StorageError(
-                f"bucket s3://{self.bucket} is not usable: {_describe(error)}"
-            ) from error
+            kind = StorageUnavailableError if is_transient(error) else StorageError
+            raise kind(f"bucket s3://{self.bucket} is not usable: {_describe(error)}") from error
 
     def writer(self, key: str, content_type: str) -> StreamingWriter:
         return StreamingWriter(self, key, content_type)
@@ -224,6 +325,7 @@ class StreamingWriter:
                     Key=self.key,
                     UploadId=self._upload_id,
                     MultipartUpload={"Parts": self._parts},
+                    **self.store.write_condition(self.key),
                 )
             except (BotoCoreError, ClientError) as error:
                 raise self.store._fail("complete", self.key, error) from error

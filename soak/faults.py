@@ -5,6 +5,10 @@ step of the pipeline's public `on_step` hook) or at a random moment of the real 
 outages are real too: the S3 endpoint the pipeline uses stops answering (the proxy is cut),
 the PostgreSQL server that holds totesys and the warehouse is restarted, or the stage's
 connection is terminated by the server, each while the stage is in the middle of its work.
+Concurrency is real as well: a second process of the same stage started at a random
+moment (`concurrent_stage`), or the stage SIGSTOPped at a step while another process of
+the stage takes over its lease and finishes, then SIGCONTed (`paused_stage`). Both
+processes must end well (done, or exit 75: lease held or lost); anything else is a finding.
 Nothing of the pipeline is patched; the next cycle runs as scheduled, with no repair.
 """
 
@@ -23,9 +27,11 @@ from soak.proxy import TcpProxy
 from soak.stages import (
     GO,
     KILL,
+    PAUSE,
     STAGES,
     StageOutcome,
     run_cli,
+    run_concurrently,
     run_killed_at_random,
     run_paused,
 )
@@ -43,8 +49,19 @@ class FaultRecord:
     at: str  # the step, "start", or "random" for a kill at a random moment
     injected: bool  # False when the stage ended before the fault's moment came
     outcome: str  # what the stage did: ok, killed, or its one-line error
+    # the other process of the stage (concurrent_stage, paused_stage): how it ended
+    companion: StageOutcome | None = None
+
+    @property
+    def companion_failed(self) -> bool:
+        """The other process ended neither done nor with the lease's exit code."""
+        return self.companion is not None and not self.companion.ok_or_lease
 
     def describe(self) -> str:
+        if self.companion is not None:
+            other = "paused one" if self.kind == plan.PAUSED_STAGE else "second"
+            where = f"{self.stage}@{self.at}" if self.injected else f"{self.stage} (not reached)"
+            return f"{self.kind} {where} -> {self.outcome}; {other} -> {self.companion.describe()}"
         where = f"{self.stage}@{self.at}" if self.injected else f"{self.stage} (not reached)"
         return f"{self.kind} {where} -> {self.outcome}"
 
@@ -89,6 +106,12 @@ def moment(kind: str, stage: str) -> Moment:
         )
     if kind == plan.INGEST_KILLED_AFTER_MANIFEST:
         return Moment(lambda s: s == "manifest_written", "manifest_written", 1)
+    if kind == plan.PAUSED_STAGE and stage == "ingest":  # mid-extract, before its commits
+        return Moment(
+            lambda s: _table_step(s) or s in ("data_written", "manifest_written"),
+            "manifest_written",
+            len(ALL_TABLES) + 2,
+        )
     if stage == "transform":
         return Moment(lambda s: s in TRANSFORM_STEPS, "state_written", len(TRANSFORM_STEPS))
     if stage == "load":  # every step of load is inside its batch's transaction
@@ -133,6 +156,16 @@ class Injector:
         if kind == plan.STAGE_KILLED_AT_RANDOM_MOMENT:
             outcome, landed = run_killed_at_random(stage, env, self.rng)
             return outcome, FaultRecord(cycle, kind, stage, "random", landed, outcome.describe())
+        if kind == plan.CONCURRENT_STAGE:
+            first, second = run_concurrently(stage, env, self.rng)
+            # the cycle goes on with whichever finished the stage's work
+            outcome = first if first.ok or not second.ok else second
+            companion = second if outcome is first else first
+            return outcome, FaultRecord(
+                cycle, kind, stage, "random", True, outcome.describe(), companion
+            )
+        if kind == plan.PAUSED_STAGE:
+            return self._paused(cycle, stage, env)
         if kind == plan.S3_DOWN and self.rng.random() < 0.15:
             self.proxy.cut()  # down from the start: the stage cannot even list its work
             try:
@@ -150,6 +183,28 @@ class Injector:
             self.proxy.restore()
         return outcome, FaultRecord(
             cycle, kind, stage, pick.at or "-", bool(pick.at), outcome.describe()
+        )
+
+    def _paused(
+        self, cycle: int, stage: str, env: dict[str, str]
+    ) -> tuple[StageOutcome, FaultRecord]:
+        """SIGSTOP the stage at a step; while it is stopped another process of the stage
+        runs to the end (it waits until the server has ended the stopped holder's silent
+        session); SIGCONT. The successor's outcome is the stage's for the cycle."""
+        pick = Pick(moment(plan.PAUSED_STAGE, stage), self.rng)
+        successor: list[StageOutcome] = []
+        paused = run_paused(
+            stage,
+            env,
+            lambda step: PAUSE if pick.hits(step) else GO,
+            lambda: successor.append(run_cli(stage, env)),
+        )
+        if not successor:  # the moment never came: the stage simply ran
+            return paused, FaultRecord(
+                cycle, plan.PAUSED_STAGE, stage, "-", False, paused.describe()
+            )
+        return successor[0], FaultRecord(
+            cycle, plan.PAUSED_STAGE, stage, pick.at, True, successor[0].describe(), paused
         )
 
     def _inject(self, kind: str) -> str:

@@ -19,6 +19,8 @@ STAGE_KILLED_AT_RANDOM_MOMENT = "stage_killed_at_random_moment"
 S3_DOWN = "s3_down"
 DATABASE_RESTARTED = "database_restarted"
 CONNECTION_TERMINATED = "connection_terminated"
+CONCURRENT_STAGE = "concurrent_stage"  # a second process of the stage, at a random moment
+PAUSED_STAGE = "paused_stage"  # SIGSTOP at a step, another process takes over, SIGCONT
 
 FAULT_KINDS: tuple[str, ...] = (
     INGEST_KILLED_BEFORE_MANIFEST,
@@ -29,6 +31,8 @@ FAULT_KINDS: tuple[str, ...] = (
     S3_DOWN,
     DATABASE_RESTARTED,
     CONNECTION_TERMINATED,
+    CONCURRENT_STAGE,
+    PAUSED_STAGE,
 )
 
 

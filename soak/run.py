@@ -41,7 +41,10 @@ PIPELINE_ENV = (
     "INGEST_OVERLAP_SECONDS",
     "WAREHOUSE_SCHEMA",
     "WAREHOUSE_NAME_MAP",
+    "LEASE_WAIT_SECONDS",
+    "LEASE_TIMEOUT_SECONDS",
 )
+SOAK_LEASE_TIMEOUT = 5  # seconds
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,9 @@ class Soak:
             **endpoints.as_env(),
             "AWS_ENDPOINT_URL": proxy.url,  # the pipeline's S3 is the one a fault can cut
             "PYTHONPATH": str(REPO_ROOT),
+            # a paused holder loses its lease after this long: short, so a paused_stage
+            # fault costs seconds, not the production default
+            "LEASE_TIMEOUT_SECONDS": str(SOAK_LEASE_TIMEOUT),
         }
 
     def cycle(self, number: int, fault_kind: str | None) -> CycleRecord:
@@ -183,6 +189,9 @@ def run_soak(plan: SoakPlan, state_dir: Path, log: Callable[[str], None] = print
         report.cycles.append(final)
         log(final.describe())
         report.verdict = verify(soak.lake, soak.facts)
+        for record in report.cycles:  # a process that met another of its stage must end well
+            if record.fault is not None and record.fault.companion_failed:
+                report.verdict.fail(f"cycle {record.number}: {record.fault.describe()}")
         failed = [f"{o.stage}: {o.describe()}" for o in final.stages if not o.ok]
         if failed:  # with no fault, every stage must succeed
             report.verdict.fail(f"the final clean cycle failed: {'; '.join(failed)}")

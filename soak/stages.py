@@ -8,8 +8,11 @@ Three ways to run a stage:
 - `run_paused`: this module as a child process (`python -m soak.stages <stage>`) that calls
   the same etl function with its public `on_step` hook. At each step the child prints
   `@step <name>` and waits; the controller may inject a fault there (SIGKILL the child, cut
-  S3, restart PostgreSQL, terminate its connection) before it lets the child go on. That
-  gives precise points such as "after the data files, before the manifest".
+  S3, restart PostgreSQL, terminate its connection, or SIGSTOP it while another process of
+  the stage takes over, then SIGCONT it) before it lets the child go on. That gives precise
+  points such as "after the data files, before the manifest".
+- `run_concurrently`: the real command twice, the second started a random moment after
+  the first began working: one waits for the other's lease.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import psutil
 import psycopg
 
 from etl.config import Settings
-from etl.errors import EtlError, one_line
+from etl.errors import EtlError, exit_code, one_line
 from etl.ingest import ingest
 from etl.load.loader import load_pending
 from etl.storage import s3_client_from_settings
@@ -40,7 +43,9 @@ from etl.transform.batch import transform_pending
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("ingest", "transform", "load")
 STEP_MARK = "@step "
-GO, KILL = "go", "kill"
+GO, KILL, PAUSE = "go", "kill", "pause"
+# how a stage that met another process of its stage may end: done, or "lease held / lost"
+LEASE_EXIT = 75
 STAGE_TIMEOUT = 180.0  # seconds; a stage taking longer is reported as hung
 
 
@@ -58,6 +63,11 @@ class StageOutcome:
     @property
     def killed(self) -> bool:
         return self.returncode == -signal.SIGKILL
+
+    @property
+    def ok_or_lease(self) -> bool:
+        """Succeeded, or stopped because another process held (or took) the lease."""
+        return self.returncode in (0, LEASE_EXIT)
 
     def describe(self) -> str:
         if self.ok:
@@ -120,6 +130,50 @@ def run_cli(stage: str, env: Mapping[str, str]) -> StageOutcome:
     return _finish(stage, process, err, started)
 
 
+def _wait_until_working(process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + STAGE_TIMEOUT
+    while process.poll() is None and time.monotonic() < deadline and not _connected(process.pid):
+        time.sleep(0.005)
+
+
+def run_concurrently(
+    stage: str, env: Mapping[str, str], rng: random.Random, within: float = 1.0
+) -> tuple[StageOutcome, StageOutcome]:
+    """`python -m etl <stage>` twice: the second starts `uniform(0, within)` seconds after
+    the first opened its first TCP connection, as when a person runs the CLI while the
+    DAG runs. Returns both outcomes, first started first."""
+    err1, err2, started = _stderr_file(), _stderr_file(), time.perf_counter()
+    argv = [sys.executable, "-m", "etl", stage]
+    first = _spawn(argv, env, err1)
+    drains = [threading.Thread(target=first.stdout.read, daemon=True)]  # type: ignore[union-attr]
+    drains[0].start()
+    assert first.stdin is not None
+    first.stdin.close()
+    _wait_until_working(first)
+    time.sleep(rng.uniform(0, within))
+    second_started = time.perf_counter()
+    second = _spawn(argv, env, err2)
+    assert second.stdin is not None and second.stdout is not None
+    second.stdin.close()
+    drains.append(threading.Thread(target=second.stdout.read, daemon=True))
+    drains[1].start()
+    try:
+        outcomes = (
+            _finish(stage, first, err1, started),
+            _finish(stage, second, err2, second_started),
+        )
+    finally:
+        for process in (first, second):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    for drain, process in zip(drains, (first, second), strict=True):
+        drain.join(10)
+        assert process.stdout is not None
+        process.stdout.close()
+    return outcomes
+
+
 def run_killed_at_random(
     stage: str, env: Mapping[str, str], rng: random.Random, within: float = 0.25
 ) -> tuple[StageOutcome, bool]:
@@ -132,9 +186,7 @@ def run_killed_at_random(
     process.stdin.close()
     drain = threading.Thread(target=process.stdout.read, daemon=True)
     drain.start()
-    deadline = time.monotonic() + STAGE_TIMEOUT
-    while process.poll() is None and time.monotonic() < deadline and not _connected(process.pid):
-        time.sleep(0.005)
+    _wait_until_working(process)
     time.sleep(rng.uniform(0, within))
     if process.poll() is None:
         process.send_signal(signal.SIGKILL)
@@ -151,12 +203,18 @@ def _connected(pid: int) -> bool:
         return False
 
 
-StepAction = Callable[[str], str]  # step name -> GO or KILL
+StepAction = Callable[[str], str]  # step name -> GO, KILL or PAUSE
 
 
-def run_paused(stage: str, env: Mapping[str, str], at_step: StepAction) -> StageOutcome:
+def run_paused(
+    stage: str,
+    env: Mapping[str, str],
+    at_step: StepAction,
+    while_stopped: Callable[[], None] = lambda: None,
+) -> StageOutcome:
     """Run `stage` in a child that stops at every step; `at_step` decides (and may inject a
-    fault) before the child goes on, or asks for it to be SIGKILLed there."""
+    fault) before the child goes on, or asks for it to be SIGKILLed there, or (PAUSE) for
+    it to be SIGSTOPped while `while_stopped` runs and SIGCONTed after."""
     err, started = _stderr_file(), time.perf_counter()
     argv = [sys.executable, "-m", "soak.stages", stage]
     process = _spawn(argv, env, err)
@@ -175,9 +233,16 @@ def run_paused(stage: str, env: Mapping[str, str], at_step: StepAction) -> Stage
         while (line := _next_line(lines)) is not None:
             if not line.startswith(STEP_MARK):
                 continue
-            if at_step(line.removeprefix(STEP_MARK)) == KILL:
+            action = at_step(line.removeprefix(STEP_MARK))
+            if action == KILL:
                 process.send_signal(signal.SIGKILL)
                 break
+            if action == PAUSE:
+                process.send_signal(signal.SIGSTOP)
+                try:
+                    while_stopped()
+                finally:
+                    process.send_signal(signal.SIGCONT)
             try:
                 process.stdin.write(GO + "\n")
                 process.stdin.flush()
@@ -205,7 +270,7 @@ def _next_line(lines: queue.Queue[str | None]) -> str | None:
 
 def _child(stage: str) -> int:
     """The child side of `run_paused`: the etl function with a hook that reports each step
-    and waits; errors end as the CLI's do, one line on stderr and exit 1."""
+    and waits; errors end as the CLI's do, one line on stderr and the CLI's exit code."""
 
     def hook(step: str) -> None:
         print(STEP_MARK + step, flush=True)
@@ -223,10 +288,10 @@ def _child(stage: str) -> int:
             load_pending(settings, s3, on_step=hook)
     except EtlError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return exit_code(error)
     except psycopg.Error as error:
         print(f"error: database: {one_line(error)}", file=sys.stderr)
-        return 1
+        return exit_code(error)
     return 0
 
 

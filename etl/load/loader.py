@@ -6,6 +6,12 @@ natural id (rows that did not change are not rewritten), facts inserted where th
 (source id, last_updated) version is not already present. Dimensions go first, so the
 warehouse's foreign keys hold at every commit. A failure anywhere rolls the whole batch
 back; the next load retries it and ends exactly as if nothing had failed.
+
+One loader at a time: the run holds the load lease (etl.lease), and each batch's
+transaction re-checks it (share-locking the lease row) just before it records its ledger
+row and commits. The batch connection's `idle_in_transaction_session_timeout` is the lease
+timeout, so a loader paused inside a transaction is rolled back by the server and cannot
+commit afterwards, nor keep its locks from its successor.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -28,7 +35,8 @@ from etl import layout
 from etl.config import Settings
 from etl.database import connect
 from etl.drift import column_drift
-from etl.errors import EtlError, SchemaDriftError, one_line
+from etl.errors import EtlError, SchemaDriftError, is_transient_database_error, one_line
+from etl.lease import Lease, hold
 from etl.load import ledger
 from etl.load.target import Target
 from etl.logs import log_event
@@ -170,40 +178,56 @@ def load_batch(
     processed: ObjectStore,
     manifest: ProcessedManifest,
     step: StepHook,
+    lease: Lease | None = None,
 ) -> LoadResult | None:
-    """Load one processed batch in one transaction; None if it was loaded before."""
+    """Load one processed batch in one transaction; None if it was loaded before.
+
+    The batch's files are downloaded (and checked) before the transaction opens: a slow
+    download inside it would leave the session idle in transaction, which the server ends
+    after the lease timeout, and a large batch would then fail on every retry."""
     started = time.perf_counter()
     batch_id = manifest["batch_id"]
     tables: dict[str, dict[str, int]] = {}
     current = "the ledger"
-    try:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (ledger.LOCK_KEY,))
-            if ledger.is_loaded(conn, batch_id):
-                return None
-            for name, table in WAREHOUSE_TABLES.items():  # dims first, then facts
-                entry = manifest["tables"].get(name)
-                if entry is None:
-                    continue
-                current = name
-                with tempfile.TemporaryFile() as local:
-                    data = download_processed(processed, entry, local)
-                    check_columns(
-                        table, data.schema_arrow, f"s3://{processed.bucket}/{entry['file']}"
-                    )
+    with ExitStack() as files:
+        downloaded: dict[str, pq.ParquetFile] = {}
+        for name in WAREHOUSE_TABLES:  # dims first, then facts
+            entry = manifest["tables"].get(name)
+            if entry is None:
+                continue
+            local = files.enter_context(tempfile.TemporaryFile())
+            downloaded[name] = download_processed(processed, entry, local)
+            check_columns(
+                WAREHOUSE_TABLES[name],
+                downloaded[name].schema_arrow,
+                f"s3://{processed.bucket}/{entry['file']}",
+            )
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (ledger.LOCK_KEY,))
+                if ledger.is_loaded(conn, batch_id):
+                    return None
+                for name, data in downloaded.items():
+                    current = name
+                    table = WAREHOUSE_TABLES[name]
                     staging = stage(conn, target, table, data)
-                merge = upsert_dimension if table.kind == "dim" else insert_new_versions
-                staged = data.metadata.num_rows
-                tables[name] = {"staged": staged, **merge(conn, target, table, staging)}
-                step(f"table:{name}")
-            current = "the ledger"
-            seconds = time.perf_counter() - started
-            ledger.record(conn, batch_id, seconds, tables)
-            step("ledger_written")
-    except psycopg.Error as error:
-        raise EtlError(
-            f"loading batch {batch_id} into {current} failed, rolled back: {one_line(error)}"
-        ) from error
+                    merge = upsert_dimension if table.kind == "dim" else insert_new_versions
+                    staged = data.metadata.num_rows
+                    tables[name] = {"staged": staged, **merge(conn, target, table, staging)}
+                    step(f"table:{name}")
+                current = "the ledger"
+                if lease is not None:
+                    lease.check_in(conn, f"committing batch {batch_id}")
+                seconds = time.perf_counter() - started
+                ledger.record(conn, batch_id, seconds, tables)
+                step("ledger_written")
+        except psycopg.Error as error:
+            if lease is not None:  # the server ended a paused loader's transaction: say so
+                lease.check(f"batch {batch_id} (its transaction failed and was rolled back)")
+            raise EtlError(
+                f"loading batch {batch_id} into {current} failed, rolled back: {one_line(error)}",
+                transient=is_transient_database_error(error),
+            ) from error
     log_event(logger, "batch_loaded", batch_id=batch_id,
               inserted=sum(t["inserted"] for t in tables.values()), seconds=seconds)  # fmt: skip
     return LoadResult(batch_id, tables, seconds)
@@ -216,13 +240,26 @@ def connect_warehouse(settings: Settings) -> Connection:
 def load_pending(
     settings: Settings, s3_client: Any, on_step: StepHook | None = None
 ) -> list[LoadResult]:
-    """Load every processed batch not in the ledger yet, oldest first."""
+    """Load every processed batch not in the ledger yet, oldest first, holding the load
+    lease."""
     settings.require("warehouse_db_url", "processed_bucket")
+    with hold(settings, "load") as lease:
+        return _load_pending(settings, s3_client, on_step, lease)
+
+
+def _load_pending(
+    settings: Settings, s3_client: Any, on_step: StepHook | None, lease: Lease
+) -> list[LoadResult]:
     step = on_step or (lambda _: None)
     processed = ObjectStore(s3_client, settings.processed_bucket)
     target = Target(settings.warehouse_schema, settings.warehouse_names)
     results = []
     with connect_warehouse(settings) as conn:
+        # a transaction left open by a paused loader is rolled back by the server
+        timeout = str(int(settings.lease_timeout.total_seconds() * 1000))
+        conn.execute(
+            "SELECT set_config('idle_in_transaction_session_timeout', %s, false)", (timeout,)
+        )
         for warning in target.check(conn):
             log_event(logger, "warehouse_warning", logging.WARNING, detail=warning)
         conn.commit()
@@ -233,7 +270,7 @@ def load_pending(
         for key in processed.keys(layout.MANIFEST_PREFIX, start_after=start_after):
             manifest = processed_manifest.read_key(processed, key)
             assert manifest is not None
-            result = load_batch(conn, target, processed, manifest, step)
+            result = load_batch(conn, target, processed, manifest, step, lease)
             if result is not None:
                 results.append(result)
     return results

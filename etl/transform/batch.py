@@ -9,6 +9,13 @@ A processed batch has the id of the ingestion batch it came from. Its state snap
 written under its own prefix before the manifest, so a crash at any point leaves the
 previous state intact: rerunning recomputes the same files (same bytes), and a batch whose
 manifest exists is recovered rather than redone.
+
+One transform writes at a time: the run holds the transform lease (etl.lease), checked
+before the manifest, the state and every clean-up deletion. Objects are created with
+If-None-Match; the leftovers of an attempt that died (files and snapshots of batches after
+the last processed one, which no manifest references) are replaced by the next attempt
+with If-Match on the version seen under the lease, not deleted first; the state is
+replaced only from the version read under the lease.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ import pyarrow.parquet as pq
 from etl import layout
 from etl.config import Settings
 from etl.csv_format import BLOCK_SIZE, iter_extract
-from etl.errors import EtlError
+from etl.errors import EtlError, LeaseLostError
+from etl.lease import Lease, hold
 from etl.logs import log_event
 from etl.manifests import ingestion as ingestion_manifest
 from etl.manifests import processed as processed_manifest
@@ -52,6 +60,13 @@ logger = logging.getLogger("etl.transform")
 STATE_KEY = "_state/transform.json"
 SNAPSHOT_PREFIX = "_state/snapshots/"
 StepHook = Callable[[str], None]
+
+
+@dataclass
+class StateVersion:
+    """The ETag of the state object this run may replace (None: there is none yet)."""
+
+    etag: str | None
 
 
 @dataclass(frozen=True)
@@ -160,6 +175,8 @@ def transform_batch(
     previous_batch_id: str | None,
     step: StepHook,
     block_size: int = BLOCK_SIZE,
+    lease: Lease | None = None,
+    state_version: StateVersion | None = None,
 ) -> tuple[TransformResult, TransformState]:
     """Small sources are remodelled whole; the row-wise ones chunk by chunk into local
     parquet spools. Nothing is uploaded until every extract is read and verified."""
@@ -213,25 +230,107 @@ def transform_batch(
                     f"{SNAPSHOT_PREFIX}{batch_id}/{name}.parquet", _parquet_bytes(table)
                 )
             step("state_snapshot_written")
-        except BaseException:
-            for key in written:  # tidy: unreferenced files are invisible anyway
-                processed.delete(key)
+        except BaseException as error:
+            # tidy (unreferenced files are invisible anyway), but only as the lease holder:
+            # after a takeover these keys may be the successor's files
+            if not isinstance(error, LeaseLostError):
+                with contextlib.suppress(Exception):
+                    if lease is not None:
+                        lease.check("tidying")
+                    for key in written:
+                        processed.delete(key)
             raise
     document = processed_manifest.new(
         batch_id, previous_batch_id, tables, datetime.now(UTC), time.perf_counter() - started
     )
+    if lease is not None:
+        lease.check("the manifest")
     manifest_key = processed_manifest.write(processed, document)
     step("manifest_written")
-    processed.put_json(STATE_KEY, {"batch_id": batch_id})
+    if lease is not None:
+        lease.check("the state")
+    if state_version is None:
+        processed.put_json(STATE_KEY, {"batch_id": batch_id})
+    else:
+        state_version.etag = processed.replace_json(
+            STATE_KEY, {"batch_id": batch_id}, state_version.etag
+        )
     step("state_written")
-    # every other snapshot, not only the previous batch's: a run killed after its manifest
-    # but before this point left its own predecessor's behind
-    for key in list(processed.keys(SNAPSHOT_PREFIX)):
-        if not key.startswith(f"{SNAPSHOT_PREFIX}{batch_id}/"):
-            processed.delete(key)
+    remove_old_snapshots(processed, batch_id, lease)
+    for key in [k for k in processed.replaceable if f"{batch_id}/" in k or f"-{batch_id}." in k]:
+        # a leftover of this batch that this attempt did not write again (transform is
+        # deterministic, so none is expected): unreferenced, removed as the lease holder
+        if lease is not None:
+            lease.check(f"deleting {key}")
+        processed.delete(key)
+        del processed.replaceable[key]
     log_event(logger, "batch_transformed", batch_id=batch_id, rows=sum(t["rows"] for t in tables.values()),
               seconds=document["seconds"])  # fmt: skip
     return TransformResult(batch_id, manifest_key, document), state_after
+
+
+def remove_old_snapshots(processed: ObjectStore, batch_id: str, lease: Lease | None) -> int:
+    """Delete the snapshots of batches before the newest processed manifest: every other
+    one, not only the previous batch's, since a run killed after its manifest but before
+    this point left its own predecessor's behind. The newest manifest's snapshot (the one
+    load_state reads) and anything newer are never touched, whoever runs this."""
+    later = list(processed.keys(layout.MANIFEST_PREFIX, layout.manifest_key(batch_id)))
+    newest = layout.batch_id_of_manifest(later[-1]) if later else batch_id
+    removed = 0
+    for key in list(processed.keys(SNAPSHOT_PREFIX)):
+        if key.removeprefix(SNAPSHOT_PREFIX).split("/", 1)[0] >= newest:
+            continue
+        if lease is not None:
+            lease.check(f"deleting {key}")
+        processed.delete(key)
+        removed += 1
+    return removed
+
+
+def adopt_unfinished_outputs(processed: ObjectStore, last_processed: str | None) -> int:
+    """Mark what attempts that died before their manifest left (output files and
+    snapshots of batches after the last processed one, which no manifest references) as
+    replaceable in the version seen now. The next attempt of the batch writes the same
+    keys (transform is deterministic) with If-Match on that version instead of deleting
+    them first: a writer that lost its lease and resumes later cannot delete or replace
+    what its successor wrote over them. Returns how many were adopted."""
+    adopted = 0
+    prefixes = [f"{name}/" for name in WAREHOUSE_TABLES] + [SNAPSHOT_PREFIX]
+    complete: dict[str, bool] = {}
+    for prefix in prefixes:
+        after = (
+            output_key(prefix.rstrip("/"), last_processed)
+            if last_processed and prefix != SNAPSHOT_PREFIX
+            else ""
+        )
+        for key, etag in list(processed.versions(prefix, start_after=after)):
+            batch_id = _output_batch_id(prefix, key)
+            if batch_id is None or (last_processed is not None and batch_id <= last_processed):
+                continue
+            if batch_id not in complete:
+                complete[batch_id] = processed.get_json(layout.manifest_key(batch_id)) is not None
+            if not complete[batch_id]:
+                processed.replaceable[key] = etag
+                adopted += 1
+    if adopted:
+        log_event(logger, "unfinished_transform_files_adopted", files=adopted, after=last_processed)
+    return adopted
+
+
+def _output_batch_id(prefix: str, key: str) -> str | None:
+    """The batch id of an output file or snapshot key, None for anything else."""
+    if prefix == SNAPSHOT_PREFIX:
+        candidate = key.removeprefix(SNAPSHOT_PREFIX).split("/", 1)[0]
+    else:
+        table = prefix.rstrip("/")
+        candidate = key.rsplit("/", 1)[-1].removeprefix(f"{table}-").removesuffix(".parquet")
+    try:
+        layout.batch_ts_of(candidate)
+    except ValueError:
+        return None
+    if prefix != SNAPSHOT_PREFIX and key != output_key(prefix.rstrip("/"), candidate):
+        return None
+    return candidate
 
 
 def transform_pending(
@@ -242,12 +341,26 @@ def transform_pending(
     block_size: int = BLOCK_SIZE,
 ) -> list[TransformResult]:
     """Transform every ingestion batch not processed yet, oldest first (up to `up_to`);
-    `block_size` is how many bytes of CSV are parsed at a time."""
-    settings.require("ingestion_bucket", "processed_bucket")
+    `block_size` is how many bytes of CSV are parsed at a time. Holds the transform lease."""
+    settings.require("ingestion_bucket", "processed_bucket", "warehouse_db_url")
+    with hold(settings, "transform") as lease:
+        return _transform_pending(settings, s3_client, up_to, on_step, block_size, lease)
+
+
+def _transform_pending(
+    settings: Settings,
+    s3_client: Any,
+    up_to: str | None,
+    on_step: StepHook | None,
+    block_size: int,
+    lease: Lease,
+) -> list[TransformResult]:
     ingestion = ObjectStore(s3_client, settings.ingestion_bucket)
-    processed = ObjectStore(s3_client, settings.processed_bucket)
+    processed = ObjectStore(s3_client, settings.processed_bucket, create_only=True)
     step = on_step or (lambda _: None)
+    state_version = StateVersion(processed.etag(STATE_KEY))
     batch_id, state = load_state(processed)
+    adopt_unfinished_outputs(processed, batch_id)
     if up_to is not None and ingestion_manifest.read(ingestion, up_to) is None:
         raise EtlError(f"no ingestion batch {up_to} in s3://{settings.ingestion_bucket}")
     after = layout.manifest_key(batch_id) if batch_id else ""
@@ -259,7 +372,7 @@ def transform_pending(
         manifest = ingestion_manifest.read_key(ingestion, key)
         assert manifest is not None
         result, state = transform_batch(
-            ingestion, processed, manifest, state, batch_id, step, block_size
+            ingestion, processed, manifest, state, batch_id, step, block_size, lease, state_version
         )
         results.append(result)
         batch_id = next_id

@@ -233,9 +233,10 @@ def test_database_down_is_a_clear_error_and_writes_nothing(settings: Settings, s
 
     with pytest.raises(
         SourceUnavailableError, match=r"cannot connect to totesys at 127\.0\.0\.1:1/"
-    ):
+    ) as raised:
         ingest(replace(settings, totesys_db_url=Secret(closed_port)), s3)
 
+    assert raised.value.transient, "an outage: retried"
     assert list(store_of(settings, s3).keys("")) == []
 
 
@@ -251,6 +252,7 @@ def test_wrong_password_is_a_clear_error_that_never_shows_the_password(
         ingest(replace(settings, totesys_db_url=Secret(wrong)), s3)
 
     assert "hunter2-wrong" not in str(raised.value) and password not in str(raised.value)
+    assert not raised.value.transient, "wrong credentials are configuration: not retried"
     assert "hunter2-wrong" not in caplog.text and password not in caplog.text
     assert "hunter2" not in repr(replace(settings, totesys_db_url=Secret(wrong)))
     assert list(store_of(settings, s3).keys("")) == []
@@ -334,3 +336,28 @@ def test_files_of_a_batch_that_died_before_its_manifest_are_removed_by_the_next_
     kept = {e["file"] for r in (first, retry) for e in r.manifest["tables"].values() if e["file"]}
     assert kept <= set(data_keys(store)), "complete batches keep every file"
     assert retry.rows > 0
+
+
+def test_an_older_unreferenced_extract_is_removed_and_referenced_ones_never_are(
+    settings: Settings, s3: Any
+) -> None:
+    # what a writer that lost its lease may leave: the file it was finishing when it was
+    # paused, of a batch older than its successor's, that no manifest will ever reference
+    first = ingest(settings, s3)
+    simulate(source(settings), SimulationPlan(days=1, edits_per_weekday=3, seed=12))
+    second = ingest(settings, s3)
+    store = store_of(settings, s3)
+    first_ts, second_ts = (layout.batch_ts_of(b.batch_id) for b in (first, second))
+    between = layout.batch_id_for(first_ts + (second_ts - first_ts) / 2)
+    orphan = layout.extract_key("payment", between)
+    store.put_bytes(orphan, b"payment_id\n")
+    assert between > first.batch_id
+
+    third = ingest(settings, s3)
+
+    assert orphan not in set(data_keys(store))
+    assert set(data_keys(store)) == referenced_files(store)
+    for result in (first, second, third):
+        for entry in result.manifest["tables"].values():
+            if entry["file"]:
+                assert store.get_bytes(entry["file"]) is not None, entry["file"]

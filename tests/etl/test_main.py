@@ -78,38 +78,48 @@ def test_ingest_status_init_run_status(stack: StackEndpoints, settings: Settings
 
 
 @pytest.mark.parametrize(
-    ("change", "message"),
+    ("change", "message", "code"),
     [
         (
             {"TOTESYS_TABLES": "payment,payment;DROP TABLE staff"},
             "error: unknown table(s) 'payment;DROP TABLE staff'",
+            1,
         ),
-        ({"TOTESYS_DB_URL": ""}, "error: missing setting(s): TOTESYS_DB_URL"),
+        ({"TOTESYS_DB_URL": ""}, "error: missing setting(s): TOTESYS_DB_URL", 1),
         (
             {"INGEST_OVERLAP_SECONDS": "soon"},
             "error: INGEST_OVERLAP_SECONDS must be a number of seconds",
+            1,
         ),
-        (
+        (  # an outage, not a bad input: transient, retried
             {"TOTESYS_DB_URL": "postgresql://postgres:pw@127.0.0.1:1/totesys"},
             "error: cannot connect to totesys",
+            69,
         ),
-        ({"INGESTION_BUCKET": "no-such-bucket-xyz"}, "error: cannot read s3://no-such-bucket-xyz/"),
+        (
+            {"INGESTION_BUCKET": "no-such-bucket-xyz"},
+            "error: cannot read s3://no-such-bucket-xyz/",
+            1,
+        ),
         (
             {"TOTESYS_DB_URL": "postgresql://u:12/s3cret@127.0.0.1:1/db"},
             "error: the totesys URL is malformed",
+            1,
         ),
         (
             {"TOTESYS_DB_URL": "postgresql://u:p%zzs3cret@127.0.0.1:1/db"},
             "error: the totesys URL is malformed",
+            1,
         ),
+        ({"LEASE_WAIT_SECONDS": "a minute"}, "error: LEASE_WAIT_SECONDS must be a number", 1),
     ],
 )
 def test_bad_input_is_one_clear_line(
-    stack: StackEndpoints, settings: Settings, change: dict[str, str], message: str
+    stack: StackEndpoints, settings: Settings, change: dict[str, str], message: str, code: int
 ) -> None:
     result = run_etl({**env_for(stack, settings), **change}, "ingest")
 
-    assert result.returncode == 1
+    assert result.returncode == code
     assert result.stderr.startswith(message), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "s3cret" not in result.stdout + result.stderr

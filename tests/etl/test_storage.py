@@ -7,9 +7,19 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 
-from etl.errors import StorageError
+from deploy.local.processes import free_port
+from etl.errors import (
+    EXIT_TERMINAL,
+    EXIT_TRANSIENT,
+    LeaseLostError,
+    StorageError,
+    StorageUnavailableError,
+    exit_code,
+)
 from etl.storage import PART_SIZE, ObjectStore
 
 
@@ -44,3 +54,84 @@ def test_failed_stream_leaves_no_object(s3: Any, new_bucket: Callable[[str], str
 def test_missing_bucket_is_a_clear_error(s3: Any) -> None:
     with pytest.raises(StorageError, match=r"s3://no-such-bucket-here/k: NoSuchBucket"):
         ObjectStore(s3, "no-such-bucket-here").put_bytes("k", b"x")
+
+
+def test_a_create_only_store_never_replaces_an_object(
+    s3: Any, new_bucket: Callable[[str], str]
+) -> None:
+    bucket = new_bucket("storage")
+    ObjectStore(s3, bucket).put_bytes("small", b"first")
+    # one PUT: moto refuses a conditional multipart completion only over a non-multipart
+    # object (Amazon S3 over any)
+    ObjectStore(s3, bucket).put_bytes("big", os.urandom(PART_SIZE + 1))
+    before = ObjectStore(s3, bucket).get_bytes("big")
+    store = ObjectStore(s3, bucket, create_only=True)
+
+    with pytest.raises(LeaseLostError, match=r"not writing s3://[^/]+/small: another process"):
+        store.put_bytes("small", b"second")
+    with (
+        pytest.raises(LeaseLostError, match=r"not writing s3://[^/]+/big: another process"),
+        store.writer("big", "x") as writer,
+    ):
+        writer.write(os.urandom(PART_SIZE + 1))  # multipart: refused at completion
+
+    assert store.get_bytes("small") == b"first"
+    assert store.get_bytes("big") == before
+    store.put_bytes("new", b"created")
+    assert store.get_bytes("new") == b"created"
+
+
+def test_replace_is_conditional_on_the_version_read(
+    s3: Any, new_bucket: Callable[[str], str]
+) -> None:
+    store = ObjectStore(s3, new_bucket("storage"), create_only=True)
+    assert store.etag("state.json") is None
+    first = store.replace_json("state.json", {"n": 1}, None)
+    with pytest.raises(LeaseLostError):
+        store.replace_json("state.json", {"n": 0}, None)  # someone created it meanwhile
+    second = store.replace_json("state.json", {"n": 2}, first)
+    with pytest.raises(LeaseLostError):
+        store.replace_json("state.json", {"n": 3}, first)  # a late writer's stale version
+
+    assert store.etag("state.json") == second
+    assert store.get_json("state.json") == {"n": 2}
+
+
+def test_errors_say_whether_retrying_can_help(s3: Any) -> None:
+    missing = ObjectStore(s3, "no-such-bucket-here")
+    with pytest.raises(StorageError) as terminal:
+        missing.put_bytes("k", b"x")
+    down = ObjectStore(
+        boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{free_port('127.0.0.1')}",
+            region_name="eu-west-2",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries={"max_attempts": 1}, connect_timeout=2),
+        ),
+        "bucket",
+    )
+    with pytest.raises(StorageUnavailableError) as transient:
+        down.put_bytes("k", b"x")
+
+    assert not terminal.value.transient and exit_code(terminal.value) == EXIT_TERMINAL
+    assert transient.value.transient and exit_code(transient.value) == EXIT_TRANSIENT
+
+
+def test_a_leftover_is_replaced_only_in_the_version_that_was_seen(
+    s3: Any, new_bucket: Callable[[str], str]
+) -> None:
+    bucket = new_bucket("storage")
+    ObjectStore(s3, bucket).put_bytes("left", b"from a dead attempt")
+    [(key, seen)] = list(ObjectStore(s3, bucket).versions("left"))
+    successor, late = (ObjectStore(s3, bucket, create_only=True) for _ in range(2))
+    successor.replaceable[key] = seen
+    late.replaceable[key] = seen
+
+    successor.put_bytes(key, b"the successor's")
+    with pytest.raises(LeaseLostError):
+        late.put_bytes(key, b"a late writer's")
+
+    assert successor.get_bytes(key) == b"the successor's"
+    assert successor.replaceable == {}, "a key is replaceable once"

@@ -13,6 +13,7 @@ def test_every_kind_gets_a_cycle_and_the_seed_decides_which() -> None:
     faults = schedule(plan)
 
     assert sorted(faults.values()) == sorted(FAULT_KINDS)
+    assert {"concurrent_stage", "paused_stage"} <= set(FAULT_KINDS)
     assert set(faults) <= set(range(1, 11))
     assert schedule(plan) == faults
     assert schedule(SoakPlan(cycles=10, seed=5, fault_rate=0.0)) != faults

@@ -148,10 +148,12 @@ def test_a_lost_connection_rolls_back_with_a_clear_error(settings: Settings, s3:
 
     def kill_the_loaders_connection(step: str) -> None:
         if step == "table:dim_transaction":
+            # the batch's session (inside its transaction), not the load lease's own
             with psycopg.connect(warehouse, autocommit=True) as admin:
                 admin.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                     " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    " AND state = 'idle in transaction'"
                 )
 
     with pytest.raises(
