@@ -87,6 +87,8 @@ PIPELINE_S3_CALLS = {
     "complete_multipart_upload": ("s3:PutObject", "object"),
     "abort_multipart_upload": ("s3:AbortMultipartUpload", "object"),
     "get_object": ("s3:GetObject", "object"),
+    "head_object": ("s3:GetObject", "object"),  # HeadObject is authorised as GetObject
+    "copy_object": ("s3:PutObject", "object"),  # and s3:GetObject on the source, above
     "delete_object": ("s3:DeleteObject", "object"),
     "head_bucket": ("s3:ListBucket", "bucket"),
     "get_paginator": ("s3:ListBucket", "bucket"),  # list_objects_v2
