@@ -119,11 +119,7 @@ def remove_unfinished_batches(
 
 def _extract_batch_id(table: str, key: str) -> str | None:
     """The batch id of an extract key, None for anything else."""
-    batch_id = key.rsplit("/", 1)[-1].removeprefix(f"{table}-").removesuffix(".csv")
-    try:
-        return batch_id if key == layout.extract_key(table, batch_id) else None
-    except ValueError:  # not a batch id
-        return None
+    return layout.batch_id_of_data_key(table, key, "csv")
 
 
 def ingest(
@@ -197,7 +193,12 @@ def _ingest(
                     )
                 before = Bookmark() if full_refresh else state.bookmark(name)
                 extract = extract_table(
-                    conn, table, before, settings.overlap, store, layout.extract_key(name, batch_id)
+                    conn,
+                    table,
+                    before,
+                    settings.overlap,
+                    store,
+                    layout.extract_key(name, batch_id, lease.generation),
                 )
                 extracts[name] = extract
                 bookmarks[name] = before.advance(

@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 MANIFEST_PREFIX = "_manifests/"
+ATTEMPT_MARK = "-a"  # before the attempt (lease generation) in a data file's name
 STATE_KEY = "_state/watermarks.json"
 BATCH_ID_FORMAT = "%Y%m%dT%H%M%S%fZ"
 
@@ -28,9 +29,32 @@ def batch_ts_of(batch_id: str) -> datetime:
     return datetime.strptime(batch_id, BATCH_ID_FORMAT).replace(tzinfo=UTC)
 
 
-def extract_key(table: str, batch_id: str) -> str:
+def extract_key(table: str, batch_id: str, attempt: int | None = None) -> str:
+    """`attempt` is the writer's lease generation: no two attempts at a batch ever write
+    the same key, so a writer that lost its lease and resumes can only delete its own
+    files or those it listed before it paused, never its successor's."""
+    return data_key(table, batch_id, "csv", attempt)
+
+
+def data_key(table: str, batch_id: str, extension: str, attempt: int | None = None) -> str:
+    """A Hive-partitioned data file of one batch (an extract, or a processed table)."""
     ts = batch_ts_of(batch_id)
-    return f"{table}/year={ts:%Y}/month={ts:%m}/day={ts:%d}/{table}-{batch_id}.csv"
+    suffix = "" if attempt is None else f"{ATTEMPT_MARK}{attempt}"
+    return f"{table}/year={ts:%Y}/month={ts:%m}/day={ts:%d}/{table}-{batch_id}{suffix}.{extension}"
+
+
+def batch_id_of_data_key(table: str, key: str, extension: str) -> str | None:
+    """The batch id of a data file key written by data_key (with or without an attempt),
+    None for anything else."""
+    stem = key.rsplit("/", 1)[-1].removeprefix(f"{table}-").removesuffix(f".{extension}")
+    batch_id, mark, attempt = stem.partition(ATTEMPT_MARK)
+    if mark and not attempt.isdigit():
+        return None
+    try:
+        expected = data_key(table, batch_id, extension, int(attempt) if mark else None)
+    except ValueError:  # not a batch id
+        return None
+    return batch_id if key == expected else None
 
 
 def manifest_key(batch_id: str) -> str:

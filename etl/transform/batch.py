@@ -80,9 +80,9 @@ class TransformResult:
         return {table: int(entry["rows"]) for table, entry in self.manifest["tables"].items()}
 
 
-def output_key(table: str, batch_id: str) -> str:
-    ts = layout.batch_ts_of(batch_id)
-    return f"{table}/year={ts:%Y}/month={ts:%m}/day={ts:%d}/{table}-{batch_id}.parquet"
+def output_key(table: str, batch_id: str, attempt: int | None = None) -> str:
+    """`attempt` is the writer's lease generation (see layout.extract_key)."""
+    return layout.data_key(table, batch_id, "parquet", attempt)
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
@@ -202,7 +202,7 @@ def transform_batch(
         try:
             tables: dict[str, ProcessedTableEntry] = {}
             for name in WAREHOUSE_TABLES:
-                key = output_key(name, batch_id)
+                key = output_key(name, batch_id, None if lease is None else lease.generation)
                 if name in spools and spools[name].rows:
                     obj, rows, columns = (
                         spools[name].upload(processed, key),
@@ -257,9 +257,16 @@ def transform_batch(
         )
     step("state_written")
     remove_old_snapshots(processed, batch_id, lease)
-    for key in [k for k in processed.replaceable if f"{batch_id}/" in k or f"-{batch_id}." in k]:
-        # a leftover of this batch that this attempt did not write again (transform is
-        # deterministic, so none is expected): unreferenced, removed as the lease holder
+    leftovers = [
+        key
+        for key in processed.replaceable
+        if key.startswith(f"{SNAPSHOT_PREFIX}{batch_id}/")
+        or _output_batch_id(key.split("/", 1)[0] + "/", key) == batch_id
+    ]
+    for key in leftovers:
+        # a leftover of this batch that this attempt did not write again (an earlier
+        # attempt's files carry its own lease generation): unreferenced now that the
+        # manifest is committed, removed as the lease holder
         if lease is not None:
             lease.check(f"deleting {key}")
         processed.delete(key)
@@ -321,16 +328,12 @@ def _output_batch_id(prefix: str, key: str) -> str | None:
     """The batch id of an output file or snapshot key, None for anything else."""
     if prefix == SNAPSHOT_PREFIX:
         candidate = key.removeprefix(SNAPSHOT_PREFIX).split("/", 1)[0]
-    else:
-        table = prefix.rstrip("/")
-        candidate = key.rsplit("/", 1)[-1].removeprefix(f"{table}-").removesuffix(".parquet")
-    try:
-        layout.batch_ts_of(candidate)
-    except ValueError:
-        return None
-    if prefix != SNAPSHOT_PREFIX and key != output_key(prefix.rstrip("/"), candidate):
-        return None
-    return candidate
+        try:
+            layout.batch_ts_of(candidate)
+        except ValueError:
+            return None
+        return candidate
+    return layout.batch_id_of_data_key(prefix.rstrip("/"), key, "parquet")
 
 
 def transform_pending(

@@ -27,3 +27,18 @@ def test_extract_and_manifest_keys() -> None:
     )
     assert layout.manifest_key(batch) == "_manifests/20261128T070507123456Z.json"
     assert layout.batch_id_of_manifest(layout.manifest_key(batch)) == batch
+
+
+def test_each_attempt_writes_its_own_data_keys_and_both_forms_parse() -> None:
+    batch = "20261128T070507123456Z"
+    first, second = (layout.extract_key("payment", batch, attempt) for attempt in (41, 42))
+    assert first != second and first.endswith("/payment-20261128T070507123456Z-a41.csv")
+    for key in (first, second, layout.extract_key("payment", batch)):
+        assert layout.batch_id_of_data_key("payment", key, "csv") == batch
+    for stranger in (
+        "payment/year=2026/month=11/day=28/payment-20261128T070507123456Z-ax.csv",
+        "payment/year=2026/month=11/day=28/payment-20261128T070507123456Z.parquet",
+        "payment/year=2026/month=11/day=27/payment-20261128T070507123456Z-a1.csv",
+        "payment/notes.csv",
+    ):
+        assert layout.batch_id_of_data_key("payment", stranger, "csv") is None

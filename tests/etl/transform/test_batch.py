@@ -90,6 +90,12 @@ def test_ingest_then_transform_equals_the_warehouse_computed_in_sql(
     assert paid_twice, "payments flipped to paid have both versions"
 
 
+def content(result: Any) -> dict[str, Any]:
+    """A processed manifest's tables, but the file names (they carry each attempt's lease
+    generation, so two runs never share a key)."""
+    return {table: {**entry, "file": None} for table, entry in result.manifest["tables"].items()}
+
+
 def test_transforming_the_same_batch_twice_gives_identical_output(
     settings: Settings, s3: Any, new_bucket: Any
 ) -> None:
@@ -99,7 +105,7 @@ def test_transforming_the_same_batch_twice_gives_identical_output(
     [a] = transform_pending(settings, s3)
     [b] = transform_pending(other, s3)
 
-    assert a.manifest["tables"] == b.manifest["tables"]
+    assert content(a) == content(b)
     assert transform_pending(settings, s3) == [], "a processed batch is not processed again"
 
 
@@ -147,7 +153,7 @@ def test_a_crash_before_the_manifest_leaves_nothing_and_the_rerun_completes(
     [retry] = transform_pending(settings, s3)
     [clean] = transform_pending(replace(settings, processed_bucket=new_bucket("clean")), s3)
 
-    assert retry.manifest["tables"] == clean.manifest["tables"]
+    assert content(retry) == content(clean)
 
 
 def test_a_crash_after_the_manifest_is_recovered_without_redoing_the_batch(
