@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from deploy.local.airflow import Standalone, airflow_cli, airflow_env, dags_test
+from deploy.local.airflow import Standalone, airflow_env, dags_test
 from deploy.local.stack import StackEndpoints
 from etl.config import Settings
 from etl.load.loader import init_warehouse
@@ -21,6 +21,7 @@ from simulator.expectations import current_dimensions, current_fact_versions
 from simulator.seed import SeedPlan, seed_totesys
 from tests.dags.test_real_scheduler import (  # noqa: F401 (fixtures)
     airflow,
+    create_backfill,
     finished,
     runs,
     settings,
@@ -75,11 +76,7 @@ def test_scheduled_manual_full_refresh_and_backfill_runs_at_once(
         "/dags/totesys_etl/dagRuns",
         json={"logical_date": None, "conf": {"full_refresh": True, "force_load": True}},
     )
-    created = airflow_cli(airflow.env, "backfill", "create", "--dag-id", "totesys_etl",
-                          "--from-date", (end - timedelta(minutes=1)).isoformat(),
-                          "--to-date", end.isoformat(),
-                          "--reprocess-behavior", "completed")  # fmt: skip
-    assert created.returncode == 0, created.stderr[-2000:]
+    create_backfill(airflow, end - timedelta(minutes=1), end)
 
     def all_done() -> list[dict[str, Any]] | None:
         found = runs(airflow, run_type="backfill")

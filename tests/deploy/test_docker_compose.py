@@ -135,7 +135,7 @@ def pins(path: Path) -> dict[str, str]:
 def connections_used_in_code() -> set[str]:
     """Connection ids named in the DAG and the plugins' source."""
     pattern = re.compile(
-        r"""(?:conn_id\s*=\s*|Connection\.get\(\s*|postgres_url\(\s*)["'](\w+)["']"""
+        r"""(?:conn_id["']?\s*[=:]\s*|Connection\.get\(\s*|postgres_url\(\s*)["'](\w+)["']"""
     )
     sources = [*(REPO_ROOT / "dags").rglob("*.py"), *(REPO_ROOT / "plugins").rglob("*.py")]
     return {conn_id for path in sources for conn_id in pattern.findall(path.read_text())}
