@@ -51,8 +51,12 @@ lost its heartbeat, from the failed run. A try that is retried sends nothing. A 
 or configuration fails its task at once, without retries; an outage, or another process
 holding the stage's lease, is retried with backoff.
 
-Re-running or backfilling any interval is safe: a past interval is already covered by a
-later batch and changes nothing.
+A **backfill** run (or a finished past run cleared and re-run) re-reads its own data interval
+plus the {CONFIG.overlap_seconds:.0f}s overlap before it as a batch of its own, never moving a
+watermark, and loads it: the warehouse gains exactly the versions it lacked. The run whose
+interval ends at {CONFIG.sweep_at} UTC is the **nightly sweep**: it also re-reads the last
+{CONFIG.sweep_hours:g} hours and reports the versions the incremental path had missed
+(`SweepMissedVersions`, and load's result). See docs/operations.md, "Backfill".
 
 **Params for manual runs:** full_refresh (re-extract ignoring watermarks), tables (a
 subset of the 11 tables), force_load.
@@ -119,30 +123,37 @@ def _batch_time(dag_run: DagRunProtocol | None, data_interval_end: datetime | No
     },
 )
 def totesys_etl() -> None:
-    @task(outlets=[assets.ingestion_batches(CONFIG)])
+    # one ingest and one transform at a time across runs: backfills run several at once
+    @task(outlets=[assets.ingestion_batches(CONFIG)], max_active_tis_per_dag=1)
     def ingest(
         params: dict[str, Any] | None = None,
         dag_run: DagRunProtocol | None = None,
+        data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
     ) -> str:
         """Extract this run's batch; returns the manifest key the sensor waits for."""
         from totesys_airflow.connections import metrics_sink, s3_client
         from totesys_airflow.errors import failing_fast_on_bad_input
-
-        from etl.monitoring import monitored_ingest
+        from totesys_airflow.intervals import clear_number, ingest_for_run, plan_run
 
         params = _injected(params, "params")
         # a manual full refresh or subset is new work: its own batch, never "already covered"
         full_refresh = bool(params["full_refresh"])  # null (cleared in the form) = default
         special = full_refresh or params["tables"]
         batch_ts = datetime.now(UTC) if special else _batch_time(dag_run, data_interval_end)
+        run = _injected(dag_run, "dag_run")
+        plan = plan_run(run.run_type, data_interval_start, _batch_time(run, data_interval_end),
+                        CONFIG)  # fmt: skip
         with failing_fast_on_bad_input():
-            result = monitored_ingest(
+            result = ingest_for_run(
                 _settings(params["tables"]),
                 s3_client(),
                 metrics_sink(CONFIG),
+                plan,
+                clear_number(run),
                 batch_ts,
                 full_refresh,
+                CONFIG,
             )
         return result.manifest_key
 
@@ -161,7 +172,7 @@ def totesys_etl() -> None:
         timeout=600,
     )
 
-    @task(outlets=[assets.processed_batches(CONFIG)])
+    @task(outlets=[assets.processed_batches(CONFIG)], max_active_tis_per_dag=1)
     def transform(manifest: str) -> list[str]:
         """Remodel pending batches up to this run's; returns the batch ids processed."""
         from totesys_airflow.connections import metrics_sink, s3_client
@@ -180,25 +191,40 @@ def totesys_etl() -> None:
     def load_due(
         params: dict[str, Any] | None = None,
         dag_run: DagRunProtocol | None = None,
+        data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
     ) -> bool:
-        """True when the run's interval ends on a load boundary, or with force_load."""
+        """True when the run's interval ends on a load boundary, with force_load, or for a
+        backfill, a re-run or the sweep."""
+        from totesys_airflow.intervals import clear_number, load_wanted, plan_run
+
         if _injected(params, "params")["force_load"]:
             return True
         end = _batch_time(dag_run, data_interval_end)
+        run = _injected(dag_run, "dag_run")
+        if load_wanted(plan_run(run.run_type, data_interval_start, end, CONFIG),
+                       clear_number(run)):  # fmt: skip
+            return True
         return (end.hour * 60 + end.minute) % CONFIG.load_every_minutes == 0
 
-    @task(outlets=[assets.warehouse(CONFIG)])
-    def load() -> list[str]:
-        """Apply every processed batch not in the warehouse yet, each in one transaction."""
+    # one XCom: a dict annotation would otherwise split it into one XCom per key
+    @task(outlets=[assets.warehouse(CONFIG)], multiple_outputs=False)
+    def load() -> dict[str, Any]:
+        """Apply every processed batch not in the warehouse yet, each in one transaction;
+        returns their ids and, when a sweep batch was among them, the versions it found that
+        the incremental path had missed (also sent as the SweepMissedVersions metric)."""
         from totesys_airflow.connections import metrics_sink, s3_client
         from totesys_airflow.errors import failing_fast_on_bad_input
 
+        from etl.backfill import report_sweep
         from etl.monitoring import monitored_load
+        from etl.storage import ObjectStore
 
         with failing_fast_on_bad_input():
-            loaded = monitored_load(_settings(), s3_client(), metrics_sink(CONFIG))
-            return [result.batch_id for result in loaded]
+            s3, sink = s3_client(), metrics_sink(CONFIG)
+            loaded = monitored_load(_settings(), s3, sink)
+            missed = report_sweep(ObjectStore(s3, CONFIG.ingestion_bucket), loaded, sink)
+            return {"loaded": [r.batch_id for r in loaded], "sweep_missed_versions": missed}
 
     @task(trigger_rule="none_failed", retries=0)
     def freshness() -> str:

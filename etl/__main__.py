@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 
 from etl import doctor
+from etl.backfill import add_window_arguments, window_from_arguments
 from etl.config import Settings
 from etl.errors import EXIT_OK, EtlError, exit_code, one_line
 from etl.freshness import measure
@@ -61,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--batch-ts", type=datetime.fromisoformat, help="batch timestamp (tz-aware)"
         )
+    add_window_arguments(commands.choices["ingest"])
     transform_cmd = commands.add_parser(
         "transform", help="remodel pending ingestion batches into parquet"
     )
@@ -101,6 +103,9 @@ def print_ingest(result: IngestResult, settings: Settings) -> None:
     tables = result.manifest["tables"]
     changed = ", ".join(f"{t}={v['rows']}" for t, v in tables.items() if v["rows"]) or "no changes"
     print(f"batch {result.batch_id}: {result.rows} rows ({changed})")
+    shown = result.manifest.get("window")
+    if shown:
+        print(f"window [{shown['since']}, {shown['until']}) re-read; watermarks left as they were")
     print(f"manifest s3://{settings.ingestion_bucket}/{result.manifest_key}")
 
 
@@ -182,7 +187,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         s3 = s3_client_from_settings(settings)
         sink = sink_for(settings)
         if args.command == "ingest":
-            result = monitored_ingest(settings, s3, sink, args.batch_ts, args.full_refresh)
+            window = window_from_arguments(args, settings.source_zone)
+            result = monitored_ingest(settings, s3, sink, args.batch_ts, args.full_refresh, window)
             print_ingest(result, settings)
         elif args.command == "transform":
             print_transform(monitored_transform(settings, s3, sink, args.batch_id))

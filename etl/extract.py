@@ -80,6 +80,15 @@ def changed_rows_filter(
     return clause, {"low": low, "seen_ids": [v[0] for v in seen], "seen_ts": [v[1] for v in seen]}
 
 
+def window_rows_filter(since: datetime, until: datetime) -> tuple[sql.Composed, dict[str, Any]]:
+    """WHERE clause selecting every row whose last_updated is in `[since, until)` (a window
+    batch: a backfill or the nightly sweep; see etl.backfill). Bookmarks play no part."""
+    clause = sql.SQL("WHERE {key} >= %(since)s AND {key} < %(until)s").format(
+        key=sql.Identifier(REPLICATION_KEY)
+    )
+    return clause, {"since": since, "until": until}
+
+
 def extract_table(
     conn: Connection,
     table: SourceTable,
@@ -87,10 +96,15 @@ def extract_table(
     overlap: timedelta,
     store: ObjectStore,
     key: str,
+    window: tuple[datetime, datetime] | None = None,
 ) -> TableExtract:
-    """Stream the changed rows of `table` to `key`; nothing is written when none changed."""
+    """Stream the changed rows of `table` to `key` (or, given a `window`, every row whose
+    last_updated is in it); nothing is written when none changed."""
     started = time.perf_counter()
-    where, params = changed_rows_filter(table, bookmark, overlap)
+    if window is None:
+        where, params = changed_rows_filter(table, bookmark, overlap)
+    else:
+        where, params = window_rows_filter(*window)
     name, lu = sql.Identifier(table.name), sql.Identifier(REPLICATION_KEY)
     stats = conn.execute(
         sql.SQL("SELECT count(*), max({lu}) FROM {t} {where}").format(lu=lu, t=name, where=where),

@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 
 from etl import layout
+from etl.backfill import Window
 from etl.config import Settings
 from etl.database import connect
 from etl.errors import ConfigError
@@ -122,19 +123,42 @@ def _extract_batch_id(table: str, key: str) -> str | None:
     return layout.batch_id_of_data_key(table, key, "csv")
 
 
+def _check_window_batch(
+    settings: Settings, state: IngestState, batch_id: str, full_refresh: bool
+) -> None:
+    """A window batch follows every batch (transform and load take batches in id order, and
+    the state it writes names it) and re-reads only tables the warehouse already has."""
+    if full_refresh:
+        raise ConfigError("a window batch re-reads an interval; it cannot also be a full refresh")
+    if state.batch_id is not None and batch_id <= state.batch_id:
+        raise ConfigError(
+            f"a window batch needs a batch id after the newest batch {state.batch_id},"
+            f" not {batch_id}"
+        )
+    never = [t for t in settings.tables if t not in state.bookmarks]
+    if never:
+        raise ConfigError(
+            f"a window batch re-reads tables already extracted; never extracted: {', '.join(never)}"
+        )
+
+
 def ingest(
     settings: Settings,
     s3_client: Any,
     batch_ts: datetime | None = None,
     full_refresh: bool = False,
     on_step: StepHook | None = None,
+    window: Window | None = None,
 ) -> IngestResult:
     """Run one batch identified by `batch_ts` (now, by default), holding the ingest lease.
-    Replaying a batch id that already completed changes nothing and returns its manifest."""
+    Replaying a batch id that already completed changes nothing and returns its manifest.
+
+    With a `window`, the batch holds every row whose last_updated is in it rather than the
+    changes since the bookmarks, and leaves the bookmarks as they are (etl.backfill)."""
     settings.require("totesys_db_url", "ingestion_bucket", "warehouse_db_url")
     batch_id = layout.batch_id_for(batch_ts or datetime.now(UTC))
     with hold(settings, "ingest") as lease:
-        return _ingest(settings, s3_client, batch_id, full_refresh, on_step, lease)
+        return _ingest(settings, s3_client, batch_id, full_refresh, on_step, lease, window)
 
 
 def _ingest(
@@ -144,6 +168,7 @@ def _ingest(
     full_refresh: bool,
     on_step: StepHook | None,
     lease: Lease,
+    window: Window | None = None,
 ) -> IngestResult:
     step = on_step or (lambda _: None)
     store = ObjectStore(s3_client, settings.ingestion_bucket, create_only=True)
@@ -155,7 +180,9 @@ def _ingest(
         return IngestResult(batch_id, manifest_key, existing, "already complete")
     state_etag = store.etag(layout.STATE_KEY)  # the state is replaced only from this version
     state = load_state(store)
-    if state.batch_id is not None and batch_id <= state.batch_id:
+    if window is not None:
+        _check_window_batch(settings, state, batch_id, full_refresh)
+    elif state.batch_id is not None and batch_id <= state.batch_id:
         reason = f"covered by the later batch {state.batch_id}"
         log_event(logger, "batch_skipped", batch_id=batch_id, reason=reason)
         # the covering batch holds this interval's changes: callers wait for its manifest
@@ -193,17 +220,16 @@ def _ingest(
                     )
                 before = Bookmark() if full_refresh else state.bookmark(name)
                 extract = extract_table(
-                    conn,
-                    table,
-                    before,
-                    settings.overlap,
-                    store,
+                    conn, table, before, settings.overlap, store,
                     layout.extract_key(name, batch_id, lease.generation),
-                )
+                    None if window is None else (window.since, window.until),
+                )  # fmt: skip
                 extracts[name] = extract
-                bookmarks[name] = before.advance(
-                    extract.extracted_max, extract.versions_in_overlap, settings.overlap, source_now
-                )
+                if window is None:  # a window batch never moves a bookmark
+                    bookmarks[name] = before.advance(
+                        extract.extracted_max, extract.versions_in_overlap, settings.overlap,
+                        source_now,
+                    )  # fmt: skip
                 if extract.extracted_max and source_now and extract.extracted_max > source_now:
                     log_event(logger, "future_dated_rows", logging.WARNING, table=name,
                               newest=extract.extracted_max, source_now=source_now)  # fmt: skip
@@ -235,6 +261,7 @@ def _ingest(
             for name, extract in extracts.items()
         },
         state_after.to_json(),
+        None if window is None else window.to_json(),
     )
     lease.check("the manifest")
     ingestion_manifest.write(store, manifest)

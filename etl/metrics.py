@@ -18,6 +18,7 @@ Names (all under `Totesys/Pipeline`; see docs/operations.md for what to do when 
 | LoadSucceeded | Count | Stage=load | 1 per successful load run: the dead-man's switch |
 | WarehouseLagSeconds | Seconds | Stage=freshness | the wait of the oldest source change not yet loaded (0: none) |
 | ReconcileDifferences | Count | Stage=reconcile | warehouse tables that disagree with the source (0) |
+| SweepMissedVersions | Count | Stage=sweep | versions the nightly sweep found the incremental path had missed (0) |
 | TaskOutcome, TaskSeconds | Count, Seconds | Stage=<task id>, Outcome | one per finished Airflow task try (plugins/) |
 """
 
@@ -197,6 +198,12 @@ def warehouse_lag(waited: timedelta | None) -> Metric:
 def reconcile_differences(tables: int) -> Metric:
     """How many warehouse tables disagree with the source (should be 0)."""
     return Metric("ReconcileDifferences", float(tables), "Count", "reconcile")
+
+
+def sweep_missed_versions(versions: int) -> Metric:
+    """How many versions the nightly sweep added that the incremental batches had missed
+    (should be 0; see etl.backfill.missed_versions)."""
+    return Metric("SweepMissedVersions", float(versions), "Count", "sweep")
 
 
 def task_outcome(task_id: str, outcome: str, seconds: float | None) -> list[Metric]:

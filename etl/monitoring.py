@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from etl import metrics
+from etl.backfill import Window
 from etl.config import Settings
 from etl.freshness import FreshnessCheck, check
 from etl.ingest import IngestResult, ingest
@@ -29,9 +30,10 @@ def monitored_ingest(
     sink: MetricsSink,
     batch_ts: datetime | None = None,
     full_refresh: bool = False,
+    window: Window | None = None,
 ) -> IngestResult:
     started = time.perf_counter()
-    result = ingest(settings, s3, batch_ts, full_refresh)
+    result = ingest(settings, s3, batch_ts, full_refresh, window=window)
     tables = {} if result.skipped_reason else result.manifest["tables"]
     sink.send(metrics.ingest_run(tables, time.perf_counter() - started))
     return result

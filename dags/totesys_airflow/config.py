@@ -31,9 +31,19 @@ class DagConfig:
     metrics_sink: str = "none"  # none | local | cloudwatch (MWAA)
     metrics_file: str = ""  # the local sink's JSON lines file
     environment: str = "local"  # the Environment dimension of every metric
+    sweep_at: str = "02:00"  # HH:MM UTC: the run whose interval ends then is the nightly sweep
+    sweep_hours: float = 26.0  # how far back the sweep re-reads (a day plus margin)
     reconcile_schedule: str = (
         "30 3 * * *"  # cron: when totesys_reconcile compares warehouse and source
     )
+
+    def __post_init__(self) -> None:
+        hour, _, minute = self.sweep_at.partition(":")
+        if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60
+                and len(hour) == len(minute) == 2):  # fmt: skip
+            raise ValueError(f"{PREFIX}SWEEP_AT must be HH:MM (UTC), not {self.sweep_at!r}")
+        if self.sweep_hours <= 0:
+            raise ValueError(f"{PREFIX}SWEEP_HOURS must be positive, not {self.sweep_hours}")
 
     @property
     def freshness_threshold(self) -> timedelta:

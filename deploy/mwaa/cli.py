@@ -1,4 +1,4 @@
-"""python -m deploy mwaa [apply|status|trigger|unpause] --env-name NAME [options]
+"""python -m deploy mwaa [apply|status|trigger|backfill|unpause] --env-name NAME [options]
 
 apply (the default) checks every input first, then provisions buckets, the execution role
 and connection secrets, ships the DAG (files git tracks), plugins.zip and requirements.txt,
@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -64,7 +65,10 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m deploy mwaa", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument(
-        "command", nargs="?", default="apply", choices=["apply", "status", "trigger", "unpause"]
+        "command",
+        nargs="?",
+        default="apply",
+        choices=["apply", "status", "trigger", "backfill", "unpause"],
     )
     parser.add_argument(
         "--env-name", default=env.get("MWAA_ENV_NAME", ""), help="MWAA environment name"
@@ -122,7 +126,50 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     trigger.add_argument("--full-refresh", action="store_true")
     trigger.add_argument("--force-load", action="store_true")
     trigger.add_argument("--tables", type=_csv, default=())
+    backfill = parser.add_argument_group("backfill (each run re-reads its interval; --tables too)")
+    backfill.add_argument(
+        "--from",
+        dest="from_date",
+        type=_instant,
+        help="first interval end to backfill (ISO 8601; no offset: UTC)",
+    )
+    backfill.add_argument(
+        "--to", dest="to_date", type=_instant, help="last interval end (ISO 8601)"
+    )
+    backfill.add_argument(
+        "--max-active-runs",
+        type=int,
+        default=3,
+        help="backfill runs at once (ingest and transform still run one at a time)",
+    )
+    backfill.add_argument(
+        "--reprocess-behavior",
+        default="completed",
+        choices=["none", "failed", "completed"],
+        help="intervals that already have a run: skip (none) or re-run them",
+    )
     return parser  # fmt: skip
+
+
+def _instant(text: str) -> datetime:
+    """An ISO 8601 instant; one without an offset is UTC (Airflow's own clock)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 timestamp: {text!r}") from None
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _backfill_range(args: argparse.Namespace) -> tuple[datetime, datetime]:
+    if args.from_date is None or args.to_date is None:
+        raise DeployError("backfill needs --from and --to")
+    if args.from_date > args.to_date:
+        raise DeployError(
+            f"--from {args.from_date.isoformat()} is after --to {args.to_date.isoformat()}"
+        )
+    if args.max_active_runs < 1:
+        raise DeployError(f"--max-active-runs must be at least 1, not {args.max_active_runs}")
+    return args.from_date, args.to_date
 
 
 def config_from_args(args: argparse.Namespace) -> DeployConfig:
@@ -263,6 +310,14 @@ def main(
                 "tables": list(args.tables),
             }
             say(f"triggered {airflow_api.trigger_run(clients.mwaa, config.environment_name, conf)}")
+            return 0
+        if args.command == "backfill":
+            backfill_id = airflow_api.create_backfill(
+                clients.mwaa, config.environment_name, *_backfill_range(args),
+                args.max_active_runs, args.reprocess_behavior, {"tables": list(args.tables)},
+            )  # fmt: skip
+            say(f"backfill {backfill_id} created: {DAG_ID} from {args.from_date.isoformat()}"
+                f" to {args.to_date.isoformat()}, {args.max_active_runs} run(s) at a time")  # fmt: skip
             return 0
         if prompt is None and sys.stdin.isatty():
             prompt = getpass.getpass

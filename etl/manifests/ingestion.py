@@ -9,7 +9,7 @@ sha256. Read and written only here; the fields are documented in docs/architectu
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypedDict, cast
+from typing import Any, NotRequired, TypedDict, cast
 
 from etl import layout
 from etl.manifests import FORMAT_VERSION, check_document
@@ -44,9 +44,15 @@ class IngestionManifest(TypedDict):
     previous_batch_id: str | None  # the batch before this one (None for the first)
     tables: dict[str, IngestionTableEntry]  # every table extracted, with or without rows
     state_after: dict[str, Any]  # the watermark state after this batch (IngestState.to_json)
+    # a window batch (a backfill or the nightly sweep): {"since", "until", "kind"}, the
+    # `last_updated` range it re-read on the source's clock (etl.backfill.Window.to_json);
+    # None for an incremental batch. Absent in manifests written before it existed, which
+    # read as None, so format_version stays 1.
+    window: NotRequired[dict[str, str] | None]
 
 
-REQUIRED = tuple(IngestionManifest.__annotations__)
+OPTIONAL = ("window",)
+REQUIRED = tuple(name for name in IngestionManifest.__annotations__ if name not in OPTIONAL)
 ENTRY_REQUIRED = tuple(IngestionTableEntry.__annotations__)
 
 
@@ -80,6 +86,7 @@ def new(
     previous_batch_id: str | None,
     tables: dict[str, IngestionTableEntry],
     state_after: dict[str, Any],
+    window: dict[str, str] | None = None,
 ) -> IngestionManifest:
     """A manifest of the current format version."""
     return {
@@ -94,6 +101,7 @@ def new(
         "previous_batch_id": previous_batch_id,
         "tables": tables,
         "state_after": state_after,
+        "window": window,
     }
 
 

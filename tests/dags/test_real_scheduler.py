@@ -42,14 +42,18 @@ def wait_until(condition: Any, timeout: float, what: str, every: float = 2.0) ->
 
 
 def create_backfill(
-    airflow: Standalone, start: datetime, end: datetime, max_active_runs: int = 10
+    airflow: Standalone,
+    start: datetime,
+    end: datetime,
+    max_active_runs: int = 10,
+    reprocess_behavior: str = "completed",
 ) -> dict[str, Any]:
-    """`POST /api/v2/backfills`, re-reading what completed. Through the api-server rather
+    """`POST /api/v2/backfills` (by default re-running what completed). Through the api-server rather
     than `airflow backfill create`: the CLI opens the SQLite metadata DB itself and, on a
     busy machine, meets the scheduler's write lock ("database is locked"). A busy moment is
     retried; a refusal (4xx) is not."""
     body = {"dag_id": "totesys_etl", "from_date": start.isoformat(), "to_date": end.isoformat(),
-            "reprocess_behavior": "completed", "max_active_runs": max_active_runs}  # fmt: skip
+            "reprocess_behavior": reprocess_behavior, "max_active_runs": max_active_runs}  # fmt: skip
     for attempt in range(5):
         try:
             created: dict[str, Any] = airflow.api("POST", "/backfills", json=body)
