@@ -124,7 +124,7 @@ def _batch_time(dag_run: DagRunProtocol | None, data_interval_end: datetime | No
 )
 def totesys_etl() -> None:
     # one ingest and one transform at a time across runs: backfills run several at once
-    @task(outlets=[assets.ingestion_batches(CONFIG)], max_active_tis_per_dag=1)
+    @task(outlets=[assets.ingestion_batches(CONFIG)])
     def ingest(
         params: dict[str, Any] | None = None,
         dag_run: DagRunProtocol | None = None,
@@ -172,7 +172,7 @@ def totesys_etl() -> None:
         timeout=600,
     )
 
-    @task(outlets=[assets.processed_batches(CONFIG)], max_active_tis_per_dag=1)
+    @task(outlets=[assets.processed_batches(CONFIG)])
     def transform(manifest: str) -> list[str]:
         """Remodel pending batches up to this run's; returns the batch ids processed."""
         from totesys_airflow.connections import metrics_sink, s3_client

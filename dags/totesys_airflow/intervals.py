@@ -54,9 +54,12 @@ def data_interval(
     import pendulum
     from airflow.timetables.interval import CronDataIntervalTimetable
 
-    inferred = CronDataIntervalTimetable(schedule, "UTC").infer_manual_data_interval(
-        run_after=pendulum.instance(end.astimezone(UTC))
-    )
+    try:
+        inferred = CronDataIntervalTimetable(schedule, "UTC").infer_manual_data_interval(
+            run_after=pendulum.instance(end.astimezone(UTC))
+        )
+    except Exception:  # not a cron expression (@once, a timedelta): no interval to derive
+        return end, end
     if inferred.end == end:  # a cron fire time: the interval since the fire before it
         return inferred.start, end
     return inferred.end, end  # between fires (a manual run): since the last fire

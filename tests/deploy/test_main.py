@@ -16,7 +16,9 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_mwaa_help_lists_the_commands() -> None:
     result = _run("mwaa", "--help")
     assert result.returncode == 0
-    assert "{apply,status,trigger,unpause}" in result.stdout and "--dry-run" in result.stdout
+    assert (
+        "{apply,status,trigger,backfill,unpause}" in result.stdout and "--dry-run" in result.stdout
+    )
 
 
 def test_mwaa_without_an_environment_name_is_one_clear_line() -> None:
