@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
+from airflow.exceptions import AirflowFailException
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk import Variable, get_current_context
 
@@ -211,6 +212,8 @@ class RunFailureEmail(_Email):
 def failure_text(context: Any) -> str:
     """The exception Airflow passed, else the one kept in this process, else a pointer."""
     exception = context.get("exception")
+    if isinstance(exception, AirflowFailException) and exception.__cause__ is not None:
+        exception = exception.__cause__  # a terminal error failed fast: name the error itself
     if exception:
         return (
             f"{type(exception).__name__}: {exception}"
