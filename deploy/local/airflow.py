@@ -7,6 +7,7 @@ settings as AIRFLOW__TOTESYS__*; the metadata DB is SQLite under the given home.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import requests
 
 from deploy.local.postgres import HOST, SUPERUSER
@@ -205,11 +207,28 @@ class Standalone:
         raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
     def stop(self) -> None:
-        """SIGTERM to every Airflow process, SIGKILL to what is left after a minute."""
+        """SIGTERM to every Airflow process, SIGKILL to what is left after a minute.
+
+        Waits for the whole tree, not only `airflow standalone`: the parent can exit while
+        a task's supervisor or an api-server worker is still shutting down, and a process
+        that outlives Ctrl-C keeps writing to the metadata DB and the stack."""
+        try:
+            children = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
+        for child in children:  # one that started its own session is not in the group
+            with contextlib.suppress(psutil.Error):
+                child.terminate()
+        deadline = time.monotonic() + 60
         try:
             self.process.wait(60)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.kill()
             self.process.wait(10)
+        _, left = psutil.wait_procs(children, timeout=max(1.0, deadline - time.monotonic()))
+        for child in left:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        psutil.wait_procs(left, timeout=10)
