@@ -24,6 +24,7 @@ import psutil
 import requests
 
 from deploy.local.postgres import HOST, SUPERUSER
+from deploy.local.processes import wait_until
 from deploy.local.stack import (
     REGION,
     TOTESYS_DATABASE,
@@ -148,6 +149,17 @@ def standalone_settings(port: int) -> dict[str, str]:
     }
 
 
+def rest_api(url: str, method: str, path: str, **kwargs: Any) -> Any:
+    """Airflow's REST API (api/v2) at `url`, with a token from the simple auth manager;
+    raises on an error status."""
+    token = requests.get(f"{url}/auth/token", timeout=10).json()["access_token"]
+    response = requests.request(method, f"{url}/api/v2{path}",
+                                headers={"Authorization": f"Bearer {token}"}, timeout=30,
+                                **kwargs)  # fmt: skip
+    response.raise_for_status()
+    return response.json()
+
+
 @dataclass
 class Standalone:
     """A running `airflow standalone` (scheduler, dag-processor, triggerer, api-server)."""
@@ -171,7 +183,7 @@ class Standalone:
                                        start_new_session=True)  # fmt: skip
         running = cls(f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}", env, process)
         try:
-            running.wait_until(running.dag_parsed, timeout, f"Airflow to start; see {log_path}")
+            wait_until(running.dag_parsed, timeout, f"Airflow to start; see {log_path}")
             running.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
         except BaseException:
             running.stop()
@@ -179,13 +191,7 @@ class Standalone:
         return running
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        """The REST API (api/v2) with a token from the simple auth manager."""
-        token = requests.get(f"{self.url}/auth/token", timeout=10).json()["access_token"]
-        response = requests.request(method, f"{self.url}/api/v2{path}",
-                                    headers={"Authorization": f"Bearer {token}"}, timeout=30,
-                                    **kwargs)  # fmt: skip
-        response.raise_for_status()
-        return response.json()
+        return rest_api(self.url, method, path, **kwargs)
 
     def dag_parsed(self) -> bool:
         if self.process.poll() is not None:
@@ -196,15 +202,6 @@ class Standalone:
             return any(d["dag_id"] == DAG_ID for d in self.api("GET", "/dags")["dags"])
         except requests.RequestException:
             return False
-
-    def wait_until(self, condition: Any, timeout: float, what: str, every: float = 2.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = condition()
-            if value:
-                return value
-            time.sleep(every)
-        raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
     def stop(self) -> None:
         """SIGTERM to every Airflow process, SIGKILL to what is left after a minute.

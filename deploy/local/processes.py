@@ -9,8 +9,9 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -98,3 +99,15 @@ def terminate(pid: int | None, timeout: float = 10.0) -> None:
     child = _children.pop(pid, None)
     if child is not None:
         child.wait(timeout)
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str, every: float = 2.0) -> Any:
+    """Poll `condition` until it returns something truthy, which is returned; TimeoutError
+    naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from deploy.local.airflow import Standalone
+from deploy.local.processes import wait_until
 from deploy.local.stack import StackEndpoints
 from etl.config import Settings
 from tests.dags.test_backfill_runs import copies, set_sales_order
@@ -20,7 +21,6 @@ from tests.dags.test_real_scheduler import (  # noqa: F401  (fixtures, used by n
     create_backfill,
     runs,
     settings,
-    wait_until,
 )
 from tests.etl.load import warehouse_rows
 

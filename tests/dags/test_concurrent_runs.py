@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from deploy.local.airflow import Standalone, airflow_env, dags_test
+from deploy.local.processes import wait_until
 from deploy.local.stack import StackEndpoints
 from etl.config import Settings
 from etl.load.loader import init_warehouse
@@ -25,7 +26,6 @@ from tests.dags.test_real_scheduler import (  # noqa: F401 (fixtures)
     finished,
     runs,
     settings,
-    wait_until,
 )
 from tests.etl.load import warehouse_rows
 

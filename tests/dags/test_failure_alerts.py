@@ -13,6 +13,7 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from email.message import EmailMessage
+from functools import partial
 from typing import Any
 
 import psutil
@@ -22,12 +23,12 @@ import requests
 from totesys_airflow.alerts import note_key
 
 from deploy.local.airflow import Standalone, airflow_env, migrate, standalone_settings
-from deploy.local.processes import free_port
+from deploy.local.processes import free_port, wait_until
 from deploy.local.stack import StackEndpoints
 from etl.config import Settings
 from etl.load.loader import init_warehouse
 from simulator.seed import SeedPlan, seed_totesys
-from tests.dags.test_real_scheduler import finished, runs, wait_until
+from tests.dags.test_real_scheduler import finished, runs
 
 pytestmark = pytest.mark.slow
 
@@ -180,9 +181,7 @@ def test_a_task_whose_heartbeat_is_lost_sends_one_email_after_its_retry(
             run_id = trigger(airflow)
             for try_number in range(1, RETRIES + 2):
                 what = f"ingest try {try_number} running"
-                process = wait_until(
-                    lambda n=try_number: task_process(airflow, run_id, n), 180, what
-                )
+                process = wait_until(partial(task_process, airflow, run_id, try_number), 180, what)
                 stopped.append(process)
                 supervisor = process.parent()
                 assert supervisor is not None

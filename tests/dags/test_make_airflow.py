@@ -17,10 +17,9 @@ import psutil
 import pytest
 import requests
 
-from deploy.local.processes import free_port
+from deploy.local.processes import free_port, wait_until
 from deploy.local.stack import LocalStack
 from tests.conftest import REPO_ROOT
-from tests.dags.test_real_scheduler import wait_until
 
 pytestmark = pytest.mark.slow
 

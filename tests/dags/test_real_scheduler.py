@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from deploy.local.airflow import Standalone, airflow_env, migrate, standalone_settings
-from deploy.local.processes import free_port
+from deploy.local.processes import free_port, wait_until
 from deploy.local.stack import StackEndpoints
 from etl.config import Settings
 from etl.load.loader import init_warehouse
@@ -29,16 +29,6 @@ def runs(airflow: Standalone, **query: Any) -> list[dict[str, Any]]:
         "GET", "/dags/totesys_etl/dagRuns", params={"limit": 100, **query}
     )["dag_runs"]
     return found
-
-
-def wait_until(condition: Any, timeout: float, what: str, every: float = 2.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def create_backfill(

@@ -26,7 +26,9 @@ from typing import Any
 import pytest
 import requests
 
+from deploy.local.airflow import rest_api
 from deploy.local.processes import free_port
+from deploy.local.processes import wait_until as wait_for
 from tests.conftest import REPO_ROOT
 from tests.docs.browser import Browser
 
@@ -43,30 +45,26 @@ class LocalAirflow:
     url: str
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        token = requests.get(f"{self.url}/auth/token", timeout=10).json()["access_token"]
-        response = requests.request(
-            method,
-            f"{self.url}/api/v2{path}",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
-            **kwargs,
-        )
-        response.raise_for_status()
-        return response.json()
+        return rest_api(self.url, method, path, **kwargs)
 
 
 def wait_until(condition: Any, timeout: float, what: str, log: Path) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Polls through the api-server's restarts (a refused or half-answered request counts
+    as not yet), and on timeout shows the tail of `make airflow`'s output."""
+
+    def answered() -> Any:
         try:
-            value = condition()
+            return condition()
         except (requests.RequestException, ValueError, KeyError):
-            value = None
-        if value:
-            return value
-        time.sleep(3)
-    tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-    raise AssertionError(f"timed out waiting for {what}; `make airflow` output ends:\n{tail}")
+            return None
+
+    try:
+        return wait_for(answered, timeout, what, every=3)
+    except TimeoutError:
+        tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+        raise AssertionError(
+            f"timed out waiting for {what}; `make airflow` output ends:\n{tail}"
+        ) from None
 
 
 @pytest.fixture(scope="module")
