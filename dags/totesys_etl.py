@@ -4,7 +4,7 @@ the logic is the `etl` package, the Airflow-specific helpers are in dags/totesys
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
@@ -12,10 +12,8 @@ from airflow.sdk import Param, dag, task
 from totesys_airflow import assets
 from totesys_airflow.alerts import (
     error_kept_for_the_email,
-    failure_email,
-    forget_run,
-    note_task_started,
-    run_failure_email,
+    run_callbacks,
+    task_defaults,
 )
 from totesys_airflow.config import DagConfig
 
@@ -92,9 +90,7 @@ def _batch_time(dag_run: DagRunProtocol | None, data_interval_end: datetime | No
     max_active_runs=1,
     doc_md=DOC,
     tags=["totesys", "etl", "warehouse"],
-    # one email per failed run when no task could send its own (killed, heartbeat lost)
-    on_failure_callback=run_failure_email(CONFIG),
-    on_success_callback=forget_run,
+    **run_callbacks(CONFIG),
     # "null" in each type: a param with a default is optional in the trigger form
     params={
         "full_refresh": Param(
@@ -112,18 +108,9 @@ def _batch_time(dag_run: DagRunProtocol | None, data_interval_end: datetime | No
             False, type=["boolean", "null"], description="Load now even outside the load interval"
         ),
     },
-    default_args={
-        "retries": CONFIG.retries,
-        "retry_delay": timedelta(seconds=CONFIG.retry_delay_seconds),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=5),
-        "execution_timeout": timedelta(minutes=CONFIG.task_timeout_minutes),
-        "on_failure_callback": failure_email(CONFIG),
-        "on_execute_callback": note_task_started,
-    },
+    default_args=task_defaults(CONFIG),
 )
 def totesys_etl() -> None:
-    # one ingest and one transform at a time across runs: backfills run several at once
     @task(outlets=[assets.ingestion_batches(CONFIG)])
     def ingest(
         params: dict[str, Any] | None = None,

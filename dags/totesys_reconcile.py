@@ -4,15 +4,10 @@ the comparison is `etl.reconcile` (also `python -m etl reconcile`)."""
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from airflow.sdk import dag, task
-from totesys_airflow.alerts import (
-    failure_email,
-    forget_run,
-    note_task_started,
-    run_failure_email,
-)
+from totesys_airflow.alerts import run_callbacks, task_defaults
 from totesys_airflow.config import DagConfig
 
 CONFIG = DagConfig.from_env(os.environ)
@@ -37,16 +32,8 @@ with the tables and a few ids; docs/operations.md says what to do.
     doc_md=DOC,
     tags=["totesys", "monitoring"],
     # the same alerting as totesys_etl: one email per failure, whoever notices it
-    on_failure_callback=run_failure_email(CONFIG),
-    on_success_callback=forget_run,
-    default_args={
-        "retries": CONFIG.retries,  # outages retry; a difference fails at once (below)
-        "retry_delay": timedelta(seconds=CONFIG.retry_delay_seconds),
-        "retry_exponential_backoff": True,
-        "execution_timeout": timedelta(minutes=CONFIG.task_timeout_minutes),
-        "on_failure_callback": failure_email(CONFIG),
-        "on_execute_callback": note_task_started,
-    },
+    **run_callbacks(CONFIG),
+    default_args=task_defaults(CONFIG),  # outages retry; a difference fails at once (below)
 )
 def totesys_reconcile() -> None:
     @task

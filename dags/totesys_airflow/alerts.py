@@ -29,6 +29,7 @@ import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -239,3 +240,25 @@ def failure_email(config: DagConfig) -> SmtpNotifier:
 
 def run_failure_email(config: DagConfig) -> SmtpNotifier:
     return RunFailureEmail(**_kwargs(config))
+
+
+def run_callbacks(config: DagConfig) -> dict[str, Any]:
+    """The DAG-level half of the alerting, the same for every DAG of the project: one email
+    per failed run when no task could send its own (killed, heartbeat lost), and the run's
+    alert note forgotten when it succeeds."""
+    return {"on_failure_callback": run_failure_email(config), "on_success_callback": forget_run}
+
+
+def task_defaults(config: DagConfig) -> dict[str, Any]:
+    """What every task of every DAG shares: an outage retries with a growing delay (a bad
+    input fails at once instead, see errors.py), a stuck task times out, and a failure
+    that is not retried emails once from the task itself."""
+    return {
+        "retries": config.retries,
+        "retry_delay": timedelta(seconds=config.retry_delay_seconds),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=5),
+        "execution_timeout": timedelta(minutes=config.task_timeout_minutes),
+        "on_failure_callback": failure_email(config),
+        "on_execute_callback": note_task_started,
+    }
