@@ -77,6 +77,23 @@ def transform_and_load(settings: Settings, s3: Any) -> list[Any]:
     return load_pending(settings, s3)
 
 
+def a_late_change_missed(
+    settings: Settings, s3: Any, facts: dict[str, set[Row]], seed: int = 4, runs: int = 1
+) -> tuple[int, datetime]:
+    """A warehouse loaded through a simulated day, then one sales order changed two hours
+    behind the sales_order watermark, which `runs` normal runs miss: (order id, its date)."""
+    init_warehouse(settings)
+    run_and_expect(settings, s3, facts)
+    simulate(source(settings), SimulationPlan(days=1, edits_per_weekday=2, seed=seed))
+    run_and_expect(settings, s3, facts)
+    late_at = watermark(settings, s3, "sales_order") - timedelta(hours=2)
+    order = commit_late_change(source(settings), late_at)
+    for _ in range(runs):  # normal runs never read that far back
+        run_and_expect(settings, s3, facts)
+    assert versions_in_warehouse(settings, order, late_at) == 0
+    return order, late_at
+
+
 def hour_of(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 
@@ -113,17 +130,8 @@ def test_window_maths() -> None:
 def test_a_change_two_hours_behind_the_watermark_is_missed_then_applied_once_by_a_window(
     settings: Settings, s3: Any
 ) -> None:
-    init_warehouse(settings)
     facts: dict[str, set[Row]] = {}
-    run_and_expect(settings, s3, facts)
-    simulate(source(settings), SimulationPlan(days=1, edits_per_weekday=2, seed=4))
-    run_and_expect(settings, s3, facts)
-    late_at = watermark(settings, s3, "sales_order") - timedelta(hours=2)
-    order = commit_late_change(source(settings), late_at)
-
-    for _ in range(2):  # normal runs never read that far back
-        run_and_expect(settings, s3, facts)
-    assert versions_in_warehouse(settings, order, late_at) == 0
+    order, late_at = a_late_change_missed(settings, s3, facts, runs=2)
     with pytest.raises(AssertionError):
         assert_warehouse_matches(settings, facts)
 
@@ -186,16 +194,9 @@ def test_24_hourly_windows_leave_the_warehouse_equal_to_the_sql_expectation(
 def test_the_sweep_applies_a_late_change_and_reports_it_as_missed(
     settings: Settings, s3: Any, tmp_path: Path
 ) -> None:
-    init_warehouse(settings)
     facts: dict[str, set[Row]] = {}
-    run_and_expect(settings, s3, facts)
-    simulate(source(settings), SimulationPlan(days=1, edits_per_weekday=2, seed=6))
-    run_and_expect(settings, s3, facts)
-    mark = watermark(settings, s3, "sales_order")
-    late_at = mark - timedelta(hours=2)
-    order = commit_late_change(source(settings), late_at)
-    run_and_expect(settings, s3, facts)
-    assert versions_in_warehouse(settings, order, late_at) == 0
+    order, late_at = a_late_change_missed(settings, s3, facts, seed=6)
+    mark = late_at + timedelta(hours=2)
 
     sink = JsonLinesMetrics(tmp_path / "metrics.jsonl", "test")
     ingestion = ObjectStore(s3, settings.ingestion_bucket)

@@ -12,18 +12,15 @@ from totesys_airflow.intervals import ingest_for_run, load_wanted, plan_run
 
 from etl.config import Settings
 from etl.ingest import load_state
-from etl.load.loader import init_warehouse
 from etl.metrics import NoMetrics
 from etl.storage import ObjectStore
 from simulator.expectations import Row
-from simulator.simulate import SimulationPlan, simulate
 from tests.etl.conftest import new_bucket, s3, settings, source_url, warehouse_url  # noqa: F401
-from tests.etl.load.test_loader import assert_warehouse_matches, run_and_expect, source
+from tests.etl.load.test_loader import assert_warehouse_matches
 from tests.etl.test_backfill import (
-    commit_late_change,
+    a_late_change_missed,
     transform_and_load,
     versions_in_warehouse,
-    watermark,
 )
 
 CONFIG = DagConfig()  # every 5 minutes, a 15-minute overlap
@@ -39,15 +36,8 @@ def test_a_cleared_past_run_re_reads_its_interval_and_an_uncleared_one_adds_noth
     settings: Settings,  # noqa: F811
     s3: Any,  # noqa: F811
 ) -> None:
-    init_warehouse(settings)
     facts: dict[str, set[Row]] = {}
-    run_and_expect(settings, s3, facts)
-    simulate(source(settings), SimulationPlan(days=1, edits_per_weekday=2, seed=4))
-    run_and_expect(settings, s3, facts)
-    late_at = watermark(settings, s3, "sales_order") - timedelta(hours=2)
-    order = commit_late_change(source(settings), late_at)
-    run_and_expect(settings, s3, facts)  # a normal run never reads that far back
-    assert versions_in_warehouse(settings, order, late_at) == 0
+    order, late_at = a_late_change_missed(settings, s3, facts)
 
     # the scheduled run of the interval holding the change, long finished: its batch id is
     # older than the newest batch, so ingest finds it covered
