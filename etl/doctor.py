@@ -48,10 +48,10 @@ from etl.manifests.processed import ProcessedManifest
 from etl.storage import ObjectStore
 from etl.transform.batch import (
     SNAPSHOT_PREFIX,
-    _parquet_bytes,
-    _snapshot_names,
     extract_chunks,
+    parquet_bytes,
     read_batch,
+    snapshot_names,
 )
 from etl.transform.batch import STATE_KEY as TRANSFORM_STATE_KEY
 from etl.transform.remodel import ROW_WISE_SOURCES, RowRemodel, TransformState, remodel_dimensions
@@ -427,7 +427,7 @@ def check_transform_state(lake: Lake, min_age: timedelta, report: Report) -> Non
         present = {s.key for s in snapshots.get(newest, [])}
         missing = [
             name
-            for name in _snapshot_names()
+            for name in snapshot_names()
             if f"{SNAPSHOT_PREFIX}{newest}/{name}.parquet" not in present
         ]
         if missing:
@@ -861,7 +861,7 @@ def rebuild_transform_state(ingestion: ObjectStore, processed: ObjectStore, up_t
         replayed += 1
     snapshots = {**state.current, **{f"emitted_{n}": t for n, t in state.emitted.items()}}
     for name, table in snapshots.items():
-        processed.put_bytes(f"{SNAPSHOT_PREFIX}{up_to}/{name}.parquet", _parquet_bytes(table))
+        processed.put_bytes(f"{SNAPSHOT_PREFIX}{up_to}/{name}.parquet", parquet_bytes(table))
     processed.put_json(TRANSFORM_STATE_KEY, {"batch_id": up_to})
     return replayed
 

@@ -85,7 +85,9 @@ def output_key(table: str, batch_id: str, attempt: int | None = None) -> str:
     return layout.data_key(table, batch_id, "parquet", attempt)
 
 
-def _parquet_bytes(table: pa.Table) -> bytes:
+def parquet_bytes(table: pa.Table) -> bytes:
+    """How every parquet object of the processed bucket is written (zstd); doctor's
+    rebuilt snapshots too."""
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue()
@@ -96,7 +98,8 @@ def _read_parquet(store: ObjectStore, key: str) -> pa.Table | None:
     return None if body is None else pq.read_table(io.BytesIO(body))
 
 
-def _snapshot_names() -> list[str]:
+def snapshot_names() -> list[str]:
+    """The objects of one state snapshot: transform writes them, doctor checks and rebuilds."""
     return [*STATEFUL_TABLES, *(f"emitted_{name}" for name in FACT_SOURCES)]
 
 
@@ -115,7 +118,7 @@ def load_state(processed: ObjectStore) -> tuple[str | None, TransformState]:
         return None, TransformState()
     tables = {
         name: _read_parquet(processed, f"{SNAPSHOT_PREFIX}{batch_id}/{name}.parquet")
-        for name in _snapshot_names()
+        for name in snapshot_names()
     }
     missing = [name for name, table in tables.items() if table is None]
     if missing:
@@ -212,7 +215,7 @@ def transform_batch(
                 elif name in outputs and outputs[name].num_rows:
                     table = outputs[name]
                     obj, rows, columns = (
-                        processed.put_bytes(key, _parquet_bytes(table)),
+                        processed.put_bytes(key, parquet_bytes(table)),
                         table.num_rows,
                         table.column_names,
                     )
@@ -227,7 +230,7 @@ def transform_batch(
             }
             for name, table in snapshots.items():
                 processed.put_bytes(
-                    f"{SNAPSHOT_PREFIX}{batch_id}/{name}.parquet", _parquet_bytes(table)
+                    f"{SNAPSHOT_PREFIX}{batch_id}/{name}.parquet", parquet_bytes(table)
                 )
             step("state_snapshot_written")
         except BaseException as error:
