@@ -57,6 +57,15 @@ def iter_extract(
     header is checked before any row; drift in header or values names table and column.
     Always yields at least one (possibly empty) table."""
     buffered = io.BufferedReader(stream, buffer_size=max(block_size, HEADER_PEEK))
+    try:
+        yield from _parse_blocks(buffered, table, source, block_size)
+    finally:  # the caller owns `stream`: the wrapper must not close it when collected
+        buffered.detach()
+
+
+def _parse_blocks(
+    buffered: io.BufferedReader, table: SourceTable, source: str, block_size: int
+) -> Iterator[pa.Table]:
     _check_header(_header(buffered.peek(HEADER_PEEK)), table, source)
     types = {column.name: ARROW_TYPES[column.kind] for column in table.columns}
     try:

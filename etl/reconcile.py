@@ -20,10 +20,12 @@ whole, the large fact sources only aggregated); nothing is written anywhere.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping, Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,7 +33,7 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 
 from etl.config import Settings
-from etl.csv_format import COPY_OPTIONS, read_extract, select_expression
+from etl.csv_format import COPY_OPTIONS, iter_extract, select_expression
 from etl.database import connect
 from etl.errors import EtlError
 from etl.load import ledger
@@ -167,6 +169,18 @@ def loaded_state(settings: Settings, ingestion: ObjectStore) -> IngestState:
 # --- dimensions -------------------------------------------------------------------------
 
 
+@contextmanager
+def _copied_out(conn: Connection, query: sql.Composed) -> Iterator[BinaryIO]:
+    """The CSV of a `COPY ... TO STDOUT`, spooled to a temporary file and rewound: parsing
+    from disk holds one block of text in memory, not the whole table's CSV twice."""
+    with tempfile.TemporaryFile() as spool:
+        with conn.cursor() as cur, cur.copy(query) as copy:
+            for chunk in copy:
+                spool.write(chunk)
+        spool.seek(0)
+        yield spool
+
+
 def _read_source(conn: Connection, name: str) -> pa.Table:
     """A whole source table, typed as transform reads its extracts."""
     table = SOURCE_TABLES[name]
@@ -175,32 +189,27 @@ def _read_source(conn: Connection, name: str) -> pa.Table:
         t=sql.Identifier(name),
         opts=COPY_OPTIONS,
     )
-    buffer = io.BytesIO()
-    with conn.cursor() as cur, cur.copy(query) as copy:
-        for chunk in copy:
-            buffer.write(chunk)
-    return read_extract(buffer.getvalue(), table, f"totesys.{name}")
+    with _copied_out(conn, query) as csv:
+        return pa.concat_tables(iter_extract(cast(io.RawIOBase, csv), table, f"totesys.{name}"))
 
 
 def _read_warehouse(conn: Connection, target: Target, table: WarehouseTable) -> pa.Table:
     query = sql.SQL("COPY (SELECT {cols} FROM {t}) TO STDOUT {opts}").format(
         cols=target.columns(table), t=target.table(table.name), opts=COPY_OPTIONS
     )
-    buffer = io.BytesIO()
-    with conn.cursor() as cur, cur.copy(query) as copy:
-        for chunk in copy:
-            buffer.write(chunk)
-    if not buffer.getvalue():
-        return table.schema.empty_table()
-    return pacsv.read_csv(
-        io.BytesIO(buffer.getvalue()),
-        read_options=pacsv.ReadOptions(column_names=list(table.columns), skip_rows=1),
-        convert_options=pacsv.ConvertOptions(
-            column_types=table.schema,
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-        ),
-    ).cast(table.schema)
+    with _copied_out(conn, query) as csv:
+        if not csv.read(1):
+            return table.schema.empty_table()
+        csv.seek(0)
+        return pacsv.read_csv(
+            csv,
+            read_options=pacsv.ReadOptions(column_names=list(table.columns), skip_rows=1),
+            convert_options=pacsv.ConvertOptions(
+                column_types=table.schema,
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
+        ).cast(table.schema)
 
 
 def expected_dimensions(source: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
