@@ -276,7 +276,8 @@ def test_what_is_not_safe_to_repair_is_named_and_left_alone(pipeline: Pipeline) 
     processed.put_bytes(edited, b"edited")
     # an ingestion manifest older than the newest processed batch that nobody transformed,
     # which also breaks the chain of the one after it
-    early = layout.batch_id_for(layout.batch_ts_of(pipeline.second).replace(microsecond=0))
+    first_ts, second_ts = layout.batch_ts_of(pipeline.first), layout.batch_ts_of(pipeline.second)
+    early = layout.batch_id_for(first_ts + (second_ts - first_ts) / 2)  # both may share a second
     assert pipeline.first < early < pipeline.second
     manifest = ingestion.get_json(layout.manifest_key(pipeline.second)) or {}
     ingestion.put_json(layout.manifest_key(early), {**manifest, "batch_id": early, "tables": {}})
