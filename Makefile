@@ -45,8 +45,13 @@ lint: install ## ruff (style and the import boundaries between etl/, dags/ and d
 typecheck: install ## mypy, strict on every package, dags/ included
 	$(VENV)/bin/mypy
 
-pytest: install ## pytest only (all but the browser tests)
-	$(PY) -m pytest -m "not browser"
+# Two workers, whole files each (module fixtures stay together): most of the slow tests
+# wait on a real scheduler's clock, so a second worker runs beside them. Each worker
+# starts its own stack. WORKERS=0 runs in one process.
+WORKERS ?= 2
+
+pytest: install ## pytest only (all but the browser tests), WORKERS=2 files at a time
+	$(PY) -m pytest -m "not browser" -n $(WORKERS) --dist loadfile
 
 $(COMPAT_STAMP): requirements/airflow-3.3.1.txt constraints/mwaa-airflow-3.3.1-constraints.txt
 	$(PYTHON) -m venv $(COMPAT)
