@@ -1,1 +1,2 @@
-"""Provisioning: the local stack of real services and (later) AWS/MWAA deployment."""
+"""Provisioning: the local stack of real services (`deploy.local`), the demo, and the MWAA
+deployment (`deploy.mwaa`)."""
