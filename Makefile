@@ -45,13 +45,14 @@ lint: install ## ruff (style and the import boundaries between etl/, dags/ and d
 typecheck: install ## mypy, strict on every package, dags/ included
 	$(VENV)/bin/mypy
 
-# Two workers, whole files each (module fixtures stay together): most of the slow tests
-# wait on a real scheduler's clock, so a second worker runs beside them. Each worker
-# starts its own stack. WORKERS=0 runs in one process.
+# Two workers, whole files each (module fixtures stay together; the files that start
+# `airflow standalone` share one worker, see tests/conftest.py): most slow tests wait on a
+# real scheduler's clock, so the other worker runs beside them. Each worker starts its own
+# stack. WORKERS=0 runs in one process.
 WORKERS ?= 2
 
 pytest: install ## pytest only (all but the browser tests), WORKERS=2 files at a time
-	$(PY) -m pytest -m "not browser" -n $(WORKERS) --dist loadfile
+	$(PY) -m pytest -m "not browser" -n $(WORKERS) --dist loadgroup
 
 $(COMPAT_STAMP): requirements/airflow-3.3.1.txt constraints/mwaa-airflow-3.3.1-constraints.txt
 	$(PYTHON) -m venv $(COMPAT)

@@ -36,3 +36,28 @@ def make_database(stack: StackEndpoints) -> Callable[[str], str]:
         return database_url(stack.pg_password, stack.pg_port, name)
 
     return create
+
+
+# The modules that start `airflow standalone`: under xdist they share one worker, so two
+# standalones never run at once. Four Airflow components each (plus tasks) writing to
+# SQLite metadata DBs on 2 CPUs made SQLite refuse a write at once ("database is locked",
+# not a wait), and Airflow 3.0's POST /backfills then left a backfill half-created.
+STANDALONE_MODULES = frozenset({
+    "tests/dags/test_real_scheduler.py",
+    "tests/dags/test_concurrent_runs.py",
+    "tests/dags/test_backfill_scheduler.py",
+    "tests/dags/test_failure_alerts.py",
+    "tests/dags/test_make_airflow.py",
+})  # fmt: skip
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Groups for `--dist loadgroup` (make pytest): a whole file per group, so module
+    fixtures are set up once, and every standalone module in one group."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        group = "airflow-standalone" if path in STANDALONE_MODULES else path
+        item.add_marker(pytest.mark.xdist_group(group))
