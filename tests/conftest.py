@@ -40,8 +40,9 @@ def make_database(stack: StackEndpoints) -> Callable[[str], str]:
 
 # The modules that start `airflow standalone`: under xdist they share one worker, so two
 # standalones never run at once. Four Airflow components each (plus tasks) writing to
-# SQLite metadata DBs on 2 CPUs made SQLite refuse a write at once ("database is locked",
-# not a wait), and Airflow 3.0's POST /backfills then left a backfill half-created.
+# SQLite metadata DBs on 2 CPUs made SQLite refuse writes at once ("database is locked",
+# not a wait) more often; Airflow 3.0's POST /backfills then leaves a backfill
+# half-created, which tests/dags/test_real_scheduler.py's create_backfill recovers from.
 STANDALONE_MODULES = frozenset({
     "tests/dags/test_real_scheduler.py",
     "tests/dags/test_concurrent_runs.py",
