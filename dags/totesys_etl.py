@@ -216,7 +216,7 @@ def totesys_etl() -> None:
     @task(trigger_rule="none_failed", retries=0)
     def freshness() -> str:
         """Fail (so the team is emailed) when a source change has waited too long."""
-        from airflow.exceptions import AirflowFailException
+        from totesys_airflow.compat import AirflowFailException
         from totesys_airflow.connections import metrics_sink
 
         from etl.monitoring import monitored_freshness

@@ -39,7 +39,7 @@ def totesys_reconcile() -> None:
     @task
     def reconcile() -> str:
         """One line per warehouse table; fails naming every table that differs."""
-        from airflow.exceptions import AirflowFailException
+        from totesys_airflow.compat import AirflowFailException
         from totesys_airflow.connections import metrics_sink, pipeline_settings, s3_client
         from totesys_airflow.errors import failing_fast_on_bad_input
 

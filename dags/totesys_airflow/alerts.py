@@ -33,10 +33,10 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
-from airflow.exceptions import AirflowFailException
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk import Variable, get_current_context
 
+from totesys_airflow.compat import AirflowFailException
 from totesys_airflow.config import DagConfig
 
 log = logging.getLogger(__name__)

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
-from airflow.exceptions import AirflowFailException
 
 from etl.errors import EtlError, is_transient_database_error
 from totesys_airflow.alerts import error_kept_for_the_email
+from totesys_airflow.compat import AirflowFailException
 
 
 class TerminalError(AirflowFailException):
