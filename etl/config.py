@@ -24,6 +24,9 @@ DEFAULT_REGION = "eu-west-2"
 METRICS_SINKS = ("none", "local", "cloudwatch")
 DEFAULT_LEASE_WAIT = timedelta(seconds=60)
 DEFAULT_LEASE_TIMEOUT = timedelta(seconds=30)
+# what transform does with a row that cannot become a warehouse row (etl.transform.rejects)
+SET_ASIDE, FAIL = "set_aside", "fail"
+BAD_ROW_POLICIES = (SET_ASIDE, FAIL)
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,9 @@ class Settings:
     lease_wait: timedelta = DEFAULT_LEASE_WAIT
     # how long a holder that stopped answering (killed, paused, cut off) keeps its lease
     lease_timeout: timedelta = DEFAULT_LEASE_TIMEOUT
+    # a row that cannot become a warehouse row: set_aside (kept in the rejects area, the
+    # rest flows on) or fail (the batch stops until the source row is corrected)
+    bad_row_policy: str = SET_ASIDE
 
     def __post_init__(self) -> None:
         # here, not in from_env: the DAG fills Settings from its own options
@@ -131,6 +137,10 @@ class Settings:
         if self.metrics_sink not in METRICS_SINKS:
             raise ConfigError(
                 f"METRICS_SINK {self.metrics_sink!r} is not one of {', '.join(METRICS_SINKS)}"
+            )
+        if self.bad_row_policy not in BAD_ROW_POLICIES:
+            raise ConfigError(
+                f"BAD_ROW_POLICY {self.bad_row_policy!r} is not one of {', '.join(BAD_ROW_POLICIES)}"
             )
         if self.metrics_sink == "local" and not self.metrics_file:
             raise ConfigError("METRICS_SINK=local needs METRICS_FILE, the file to append to")
@@ -178,6 +188,7 @@ class Settings:
             environment=env.get("PIPELINE_ENVIRONMENT", "").strip() or "local",
             lease_wait=lease_wait,
             lease_timeout=lease_timeout,
+            bad_row_policy=env.get("BAD_ROW_POLICY", "").strip() or SET_ASIDE,
         )
 
     def require(self, *names: str) -> None:

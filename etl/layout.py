@@ -57,6 +57,25 @@ def batch_id_of_data_key(table: str, key: str, extension: str) -> str | None:
     return batch_id if key == expected else None
 
 
+REJECTS_PREFIX = "rejects/"  # processed bucket: the rows transform set aside
+
+
+def rejects_key(table: str, batch_id: str, attempt: int | None = None) -> str:
+    """The rows of one warehouse table that one batch set aside, Hive-partitioned like the
+    data (`rejects/<table>/year=/month=/day=/<table>-<batch>.parquet`): one Athena table,
+    or one `pandas.read_parquet`, per warehouse table. No leading underscore: Hive and
+    Athena skip such folders."""
+    return REJECTS_PREFIX + data_key(table, batch_id, "parquet", attempt)
+
+
+def batch_id_of_rejects_key(key: str) -> str | None:
+    """The batch id of a key written by rejects_key, None for anything else."""
+    table = key.removeprefix(REJECTS_PREFIX).split("/", 1)[0]
+    if not key.startswith(REJECTS_PREFIX) or not table:
+        return None
+    return batch_id_of_data_key(table, key.removeprefix(REJECTS_PREFIX), "parquet")
+
+
 def manifest_key(batch_id: str) -> str:
     return f"{MANIFEST_PREFIX}{batch_id}.json"
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, TypedDict, cast
 
 from etl import layout
-from etl.manifests import FORMAT_VERSION, check_document
+from etl.manifests import FORMAT_VERSION, ManifestFormatError, check_document
 from etl.storage import ObjectStore, WrittenObject
 
 KIND = "processed"
@@ -36,9 +36,13 @@ class ProcessedManifest(TypedDict):
     tables: dict[str, ProcessedTableEntry]  # warehouse tables with rows in this batch
     finished_at: str  # ISO 8601 UTC, just before the manifest was written
     seconds: float  # wall time of the batch's transform
+    # warehouse table -> the rows this batch set aside (layout.rejects_key), only tables
+    # with such rows; absent in manifests written before rows were set aside (read as {})
+    rejects: dict[str, ProcessedTableEntry]
 
 
-REQUIRED = tuple(ProcessedManifest.__annotations__)
+OPTIONAL = ("rejects",)
+REQUIRED = tuple(name for name in ProcessedManifest.__annotations__ if name not in OPTIONAL)
 ENTRY_REQUIRED = tuple(ProcessedTableEntry.__annotations__)
 
 
@@ -58,6 +62,7 @@ def new(
     tables: dict[str, ProcessedTableEntry],
     finished_at: datetime,
     seconds: float,
+    rejects: dict[str, ProcessedTableEntry] | None = None,
 ) -> ProcessedManifest:
     """A manifest of the current format version."""
     return {
@@ -68,6 +73,7 @@ def new(
         "tables": tables,
         "finished_at": finished_at.isoformat(),
         "seconds": round(seconds, 3),
+        "rejects": rejects or {},
     }
 
 
@@ -75,7 +81,21 @@ def parse(document: Any, where: str) -> ProcessedManifest:
     """A stored document as a manifest of the current version; refuses an unknown version
     or missing fields with one line naming `where` (the object's s3:// address)."""
     check_document(document, where, KIND, REQUIRED[1:], ENTRY_REQUIRED)
-    return cast(ProcessedManifest, {**document, "format_version": FORMAT_VERSION})
+    rejects = document.get("rejects", {})
+    if not isinstance(rejects, dict) or not all(
+        isinstance(e, dict) and all(name in e for name in ENTRY_REQUIRED) for e in rejects.values()
+    ):
+        raise ManifestFormatError(
+            f"{where}: {KIND} manifest 'rejects' is not a map of file entries"
+        )
+    return cast(
+        ProcessedManifest, {**document, "format_version": FORMAT_VERSION, "rejects": rejects}
+    )
+
+
+def rejected_rows(manifest: ProcessedManifest) -> int:
+    """How many rows the batch set aside."""
+    return sum(int(entry["rows"]) for entry in manifest["rejects"].values())
 
 
 def read_key(store: ObjectStore, key: str) -> ProcessedManifest | None:

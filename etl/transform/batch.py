@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from etl import layout
@@ -44,6 +45,7 @@ from etl.manifests.ingestion import IngestionManifest
 from etl.manifests.processed import ProcessedManifest, ProcessedTableEntry
 from etl.storage import ObjectStore
 from etl.tables import SOURCE_TABLES
+from etl.transform import rejects as rejects_log
 from etl.transform.remodel import (
     FACT_SOURCES,
     ROW_WISE_SOURCES,
@@ -93,21 +95,44 @@ def parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def _read_parquet(store: ObjectStore, key: str) -> pa.Table | None:
+def read_parquet(store: ObjectStore, key: str) -> pa.Table | None:
+    """A parquet object of the processed bucket, None when absent; a truncated or altered
+    one is refused in one line naming it."""
     body = store.get_bytes(key)
-    return None if body is None else pq.read_table(io.BytesIO(body))
+    if body is None:
+        return None
+    try:
+        return pq.read_table(io.BytesIO(body))
+    except (pa.ArrowInvalid, OSError) as error:
+        raise store.damaged(
+            key, f"not a readable parquet file ({str(error).splitlines()[0]})"
+        ) from None
+
+
+def state_pointer(processed: ObjectStore) -> str | None:
+    """The batch `_state/transform.json` names (None when there is none)."""
+    document = processed.get_json(STATE_KEY)
+    if document is None:
+        return None
+    batch_id = document.get("batch_id") if isinstance(document, dict) else 0
+    if batch_id is not None and not isinstance(batch_id, str):
+        raise processed.damaged(STATE_KEY, "not a transform state document")
+    return batch_id
+
+
+REJECTED_SNAPSHOT = "rejected_open"  # the open set-aside rows; optional (older snapshots lack it)
 
 
 def snapshot_names() -> list[str]:
-    """The objects of one state snapshot: transform writes them, doctor checks and rebuilds."""
+    """The objects every state snapshot has: transform writes them, doctor checks and
+    rebuilds them (and REJECTED_SNAPSHOT, which older snapshots lack)."""
     return [*STATEFUL_TABLES, *(f"emitted_{name}" for name in FACT_SOURCES)]
 
 
 def load_state(processed: ObjectStore) -> tuple[str | None, TransformState]:
     """(last processed batch id, its remodel state), recovering from a manifest written
     after the state object was last saved."""
-    document = processed.get_json(STATE_KEY) or {}
-    batch_id = document.get("batch_id")
+    batch_id = state_pointer(processed)
     newer = list(
         processed.keys(layout.MANIFEST_PREFIX, layout.manifest_key(batch_id) if batch_id else "")
     )
@@ -117,7 +142,7 @@ def load_state(processed: ObjectStore) -> tuple[str | None, TransformState]:
     if batch_id is None:
         return None, TransformState()
     tables = {
-        name: _read_parquet(processed, f"{SNAPSHOT_PREFIX}{batch_id}/{name}.parquet")
+        name: read_parquet(processed, f"{SNAPSHOT_PREFIX}{batch_id}/{name}.parquet")
         for name in snapshot_names()
     }
     missing = [name for name, table in tables.items() if table is None]
@@ -127,7 +152,18 @@ def load_state(processed: ObjectStore) -> tuple[str | None, TransformState]:
         )
     current = {name: tables[name] for name in STATEFUL_TABLES}
     emitted = {name: tables[f"emitted_{name}"] for name in FACT_SOURCES}
-    return batch_id, TransformState(current, emitted)
+    # absent in snapshots written before rows were set aside: none were open then
+    rejected = read_parquet(processed, f"{SNAPSHOT_PREFIX}{batch_id}/{REJECTED_SNAPSHOT}.parquet")
+    return batch_id, TransformState(current, emitted, rejected or rejects_log.empty())
+
+
+def open_rejects(processed: ObjectStore) -> pa.Table:
+    """The set-aside rows no batch has corrected yet, as of the newest state snapshot."""
+    batch_id = state_pointer(processed)
+    found = None
+    if batch_id:
+        found = read_parquet(processed, f"{SNAPSHOT_PREFIX}{batch_id}/{REJECTED_SNAPSHOT}.parquet")
+    return rejects_log.empty() if found is None else found
 
 
 def _check_tables(manifest: IngestionManifest) -> None:
@@ -170,6 +206,95 @@ def read_batch(
     return batch
 
 
+@dataclass
+class BuiltBatch:
+    """One batch remodelled, nothing published yet: the row-wise tables in local spools,
+    the small ones in memory, the state after it and the rows it newly set aside."""
+
+    batch_id: str
+    spools: dict[str, ParquetSpool]
+    outputs: dict[str, pa.Table]
+    state_after: TransformState
+    rejected: pa.Table  # rejects.REJECT_SCHEMA: set aside by this batch, not seen before
+
+    def table_data(self, name: str) -> ParquetSpool | pa.Table | None:
+        """What the batch has for one warehouse table, None when it has no rows."""
+        if name in self.spools and self.spools[name].rows:
+            return self.spools[name]
+        table = self.outputs.get(name)
+        return table if table is not None and table.num_rows else None
+
+
+def build_batch(
+    ingestion: ObjectStore,
+    manifest: IngestionManifest,
+    state: TransformState,
+    stack: contextlib.ExitStack,
+    policy: str = rejects_log.SET_ASIDE,
+    block_size: int = BLOCK_SIZE,
+) -> BuiltBatch:
+    """Remodel one ingestion batch given the state before it. Small sources are remodelled
+    whole; the row-wise ones chunk by chunk into local parquet spools (closed with
+    `stack`). Every extract is read and verified before this returns; nothing is written
+    to S3, so doctor rebuilds exactly what transform publishes by calling it too."""
+    _check_tables(manifest)
+    rejects = rejects_log.RejectLog(policy, manifest["batch_id"])
+    small = [name for name in manifest["tables"] if name not in ROW_WISE_SOURCES]
+    outputs, current = remodel_dimensions(read_batch(ingestion, manifest, small), state, rejects)
+    row_wise = RowRemodel(state, rejects)
+    spools: dict[str, ParquetSpool] = {}
+    for source in ROW_WISE_SOURCES:
+        for chunk in extract_chunks(ingestion, manifest, source, block_size):
+            target, rows = row_wise.rows(source, chunk)
+            if target not in spools:
+                spools[target] = stack.enter_context(ParquetSpool(WAREHOUSE_TABLES[target].schema))
+            spools[target].write(rows)
+    outputs["dim_date"] = row_wise.dim_date()
+    new, still_open = rejects.settle(state.rejected)
+    state_after = TransformState(current, row_wise.emitted(), still_open)
+    return BuiltBatch(manifest["batch_id"], spools, outputs, state_after, new)
+
+
+def snapshot_tables(state: TransformState) -> dict[str, pa.Table]:
+    """The objects of one state snapshot (snapshot_names(), then the open set-aside rows)."""
+    return {
+        **state.current,
+        **{f"emitted_{name}": table for name, table in state.emitted.items()},
+        REJECTED_SNAPSHOT: state.rejected,
+    }
+
+
+def write_table_data(
+    processed: ObjectStore, key: str, data: ParquetSpool | pa.Table
+) -> ProcessedTableEntry:
+    """One warehouse table's (or its set-aside rows') parquet at `key`, as a manifest entry."""
+    if isinstance(data, ParquetSpool):
+        return processed_manifest.table_entry(
+            data.upload(processed, key), data.rows, data.schema.names
+        )
+    written = processed.put_bytes(key, parquet_bytes(data))
+    return processed_manifest.table_entry(written, data.num_rows, data.column_names)
+
+
+def write_batch_files(
+    processed: ObjectStore, built: BuiltBatch, attempt: int | None, written: list[str]
+) -> tuple[dict[str, ProcessedTableEntry], dict[str, ProcessedTableEntry]]:
+    """(data entries, set-aside entries) of the batch's parquet files, each key appended to
+    `written` as soon as it exists."""
+    tables: dict[str, ProcessedTableEntry] = {}
+    for name in WAREHOUSE_TABLES:
+        data = built.table_data(name)
+        if data is not None:
+            written.append(output_key(name, built.batch_id, attempt))
+            tables[name] = write_table_data(processed, written[-1], data)
+    set_aside: dict[str, ProcessedTableEntry] = {}
+    for name in sorted(set(built.rejected.column("table").to_pylist())):
+        rows = built.rejected.filter(pc.equal(built.rejected.column("table"), name))
+        written.append(layout.rejects_key(name, built.batch_id, attempt))
+        set_aside[name] = write_table_data(processed, written[-1], rows)
+    return tables, set_aside
+
+
 def transform_batch(
     ingestion: ObjectStore,
     processed: ObjectStore,
@@ -180,55 +305,21 @@ def transform_batch(
     block_size: int = BLOCK_SIZE,
     lease: Lease | None = None,
     state_version: StateVersion | None = None,
+    policy: str = rejects_log.SET_ASIDE,
 ) -> tuple[TransformResult, TransformState]:
-    """Small sources are remodelled whole; the row-wise ones chunk by chunk into local
-    parquet spools. Nothing is uploaded until every extract is read and verified."""
+    """Build the batch, then publish it: files, snapshot, manifest, state, tidy-up.
+    Nothing is uploaded until every extract is read and verified."""
     started = time.perf_counter()
     batch_id = manifest["batch_id"]
-    _check_tables(manifest)
-    small = [name for name in manifest["tables"] if name not in ROW_WISE_SOURCES]
-    outputs, current = remodel_dimensions(read_batch(ingestion, manifest, small), state)
-    row_wise = RowRemodel(state)
     with contextlib.ExitStack() as stack:
-        spools: dict[str, ParquetSpool] = {}
-        for source in ROW_WISE_SOURCES:
-            for chunk in extract_chunks(ingestion, manifest, source, block_size):
-                target, rows = row_wise.rows(source, chunk)
-                if target not in spools:
-                    spools[target] = stack.enter_context(
-                        ParquetSpool(WAREHOUSE_TABLES[target].schema)
-                    )
-                spools[target].write(rows)
-        outputs["dim_date"] = row_wise.dim_date()
-        state_after = TransformState(current, row_wise.emitted())
+        built = build_batch(ingestion, manifest, state, stack, policy, block_size)
         written: list[str] = []
         try:
-            tables: dict[str, ProcessedTableEntry] = {}
-            for name in WAREHOUSE_TABLES:
-                key = output_key(name, batch_id, None if lease is None else lease.generation)
-                if name in spools and spools[name].rows:
-                    obj, rows, columns = (
-                        spools[name].upload(processed, key),
-                        spools[name].rows,
-                        spools[name].schema.names,
-                    )
-                elif name in outputs and outputs[name].num_rows:
-                    table = outputs[name]
-                    obj, rows, columns = (
-                        processed.put_bytes(key, parquet_bytes(table)),
-                        table.num_rows,
-                        table.column_names,
-                    )
-                else:
-                    continue
-                written.append(key)
-                tables[name] = processed_manifest.table_entry(obj, rows, columns)
+            tables, set_aside = write_batch_files(
+                processed, built, None if lease is None else lease.generation, written
+            )
             step("data_written")
-            snapshots = {
-                **state_after.current,
-                **{f"emitted_{n}": t for n, t in state_after.emitted.items()},
-            }
-            for name, table in snapshots.items():
+            for name, table in snapshot_tables(built.state_after).items():
                 processed.put_bytes(
                     f"{SNAPSHOT_PREFIX}{batch_id}/{name}.parquet", parquet_bytes(table)
                 )
@@ -244,8 +335,29 @@ def transform_batch(
                         processed.delete(key)
             raise
     document = processed_manifest.new(
-        batch_id, previous_batch_id, tables, datetime.now(UTC), time.perf_counter() - started
-    )
+        batch_id, previous_batch_id, tables, datetime.now(UTC), time.perf_counter() - started,
+        set_aside,
+    )  # fmt: skip
+    manifest_key = commit_batch(processed, document, step, lease, state_version)
+    if set_aside:
+        log_event(logger, "rows_set_aside", logging.WARNING, batch_id=batch_id,
+                  rows=rejects_log.summary(built.rejected))  # fmt: skip
+    log_event(logger, "batch_transformed", batch_id=batch_id, rows=sum(t["rows"] for t in tables.values()),
+              seconds=document["seconds"])  # fmt: skip
+    return TransformResult(batch_id, manifest_key, document), built.state_after
+
+
+def commit_batch(
+    processed: ObjectStore,
+    document: ProcessedManifest,
+    step: StepHook,
+    lease: Lease | None,
+    state_version: StateVersion | None,
+) -> str:
+    """The commit protocol once a batch's files and snapshot are written: the manifest (the
+    batch exists from here on), then the state pointer, then the tidy-up of what earlier
+    snapshots and attempts left. Every write is checked against the lease first."""
+    batch_id = document["batch_id"]
     if lease is not None:
         lease.check("the manifest")
     manifest_key = processed_manifest.write(processed, document)
@@ -263,8 +375,7 @@ def transform_batch(
     leftovers = [
         key
         for key in processed.replaceable
-        if key.startswith(f"{SNAPSHOT_PREFIX}{batch_id}/")
-        or _output_batch_id(key.split("/", 1)[0] + "/", key) == batch_id
+        if key.startswith(f"{SNAPSHOT_PREFIX}{batch_id}/") or _leftover_batch_id(key) == batch_id
     ]
     for key in leftovers:
         # a leftover of this batch that this attempt did not write again (an earlier
@@ -274,9 +385,7 @@ def transform_batch(
             lease.check(f"deleting {key}")
         processed.delete(key)
         del processed.replaceable[key]
-    log_event(logger, "batch_transformed", batch_id=batch_id, rows=sum(t["rows"] for t in tables.values()),
-              seconds=document["seconds"])  # fmt: skip
-    return TransformResult(batch_id, manifest_key, document), state_after
+    return manifest_key
 
 
 def remove_old_snapshots(processed: ObjectStore, batch_id: str, lease: Lease | None) -> int:
@@ -305,12 +414,12 @@ def adopt_unfinished_outputs(processed: ObjectStore, last_processed: str | None)
     them first: a writer that lost its lease and resumes later cannot delete or replace
     what its successor wrote over them. Returns how many were adopted."""
     adopted = 0
-    prefixes = [f"{name}/" for name in WAREHOUSE_TABLES] + [SNAPSHOT_PREFIX]
+    prefixes = [f"{name}/" for name in WAREHOUSE_TABLES] + [SNAPSHOT_PREFIX, layout.REJECTS_PREFIX]
     complete: dict[str, bool] = {}
     for prefix in prefixes:
         after = (
             output_key(prefix.rstrip("/"), last_processed)
-            if last_processed and prefix != SNAPSHOT_PREFIX
+            if last_processed and prefix not in (SNAPSHOT_PREFIX, layout.REJECTS_PREFIX)
             else ""
         )
         for key, etag in list(processed.versions(prefix, start_after=after)):
@@ -328,7 +437,8 @@ def adopt_unfinished_outputs(processed: ObjectStore, last_processed: str | None)
 
 
 def _output_batch_id(prefix: str, key: str) -> str | None:
-    """The batch id of an output file or snapshot key, None for anything else."""
+    """The batch id of an output file, set-aside file or snapshot key, None for anything
+    else."""
     if prefix == SNAPSHOT_PREFIX:
         candidate = key.removeprefix(SNAPSHOT_PREFIX).split("/", 1)[0]
         try:
@@ -336,7 +446,16 @@ def _output_batch_id(prefix: str, key: str) -> str | None:
         except ValueError:
             return None
         return candidate
+    if prefix == layout.REJECTS_PREFIX:
+        return layout.batch_id_of_rejects_key(key)
     return layout.batch_id_of_data_key(prefix.rstrip("/"), key, "parquet")
+
+
+def _leftover_batch_id(key: str) -> str | None:
+    """The batch id of a replaceable leftover key (data or set-aside file)."""
+    if key.startswith(layout.REJECTS_PREFIX):
+        return layout.batch_id_of_rejects_key(key)
+    return _output_batch_id(key.split("/", 1)[0] + "/", key)
 
 
 def transform_pending(
@@ -378,8 +497,9 @@ def _transform_pending(
         manifest = ingestion_manifest.read_key(ingestion, key)
         assert manifest is not None
         result, state = transform_batch(
-            ingestion, processed, manifest, state, batch_id, step, block_size, lease, state_version
-        )
+            ingestion, processed, manifest, state, batch_id, step, block_size, lease,
+            state_version, settings.bad_row_policy,
+        )  # fmt: skip
         results.append(result)
         batch_id = next_id
     return results

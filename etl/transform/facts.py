@@ -1,11 +1,13 @@
 """The three facts: one row per source-row version, timestamps split into date and time,
-agreed dates parsed from their 'YYYY-MM-DD' text, renames as in the ERD."""
+agreed dates parsed from their 'YYYY-MM-DD' text (by conform, which sets aside a row whose
+text is no date), renames as in the ERD."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-from etl.transform.columns import conform, date_part, text_date, time_part
+from etl.transform.columns import conform, date_part, time_part
+from etl.transform.rejects import RejectLog
 from etl.warehouse import WAREHOUSE_TABLES
 
 
@@ -18,31 +20,22 @@ def _with_times(rows: pa.Table) -> dict[str, pa.ChunkedArray]:
     return columns
 
 
-def fact_sales_order(sales_order: pa.Table) -> pa.Table:
+def fact_sales_order(sales_order: pa.Table, rejects: RejectLog | None = None) -> pa.Table:
     """Grain: one row per (sales_order_id, last_updated). staff_id becomes sales_staff_id."""
     columns = _with_times(sales_order)
     columns["sales_staff_id"] = sales_order.column("staff_id")
-    for name in ("agreed_payment_date", "agreed_delivery_date"):
-        columns[name] = text_date(sales_order.column(name), "fact_sales_order", name)
-    return conform(columns, WAREHOUSE_TABLES["fact_sales_order"])
+    return conform(columns, WAREHOUSE_TABLES["fact_sales_order"], rejects)
 
 
-def fact_purchase_orders(purchase_order: pa.Table) -> pa.Table:
+def fact_purchase_orders(purchase_order: pa.Table, rejects: RejectLog | None = None) -> pa.Table:
     """Grain: one row per (purchase_order_id, last_updated)."""
-    columns = _with_times(purchase_order)
-    for name in ("agreed_payment_date", "agreed_delivery_date"):
-        columns[name] = text_date(purchase_order.column(name), "fact_purchase_orders", name)
-    return conform(columns, WAREHOUSE_TABLES["fact_purchase_orders"])
+    return conform(_with_times(purchase_order), WAREHOUSE_TABLES["fact_purchase_orders"], rejects)
 
 
-def fact_payment(payment: pa.Table) -> pa.Table:
+def fact_payment(payment: pa.Table, rejects: RejectLog | None = None) -> pa.Table:
     """Grain: one row per (payment_id, last_updated): a payment usually arrives unpaid, then
     paid. The two account numbers are dropped."""
-    columns = _with_times(payment)
-    columns["payment_date"] = text_date(
-        payment.column("payment_date"), "fact_payment", "payment_date"
-    )
-    return conform(columns, WAREHOUSE_TABLES["fact_payment"])
+    return conform(_with_times(payment), WAREHOUSE_TABLES["fact_payment"], rejects)
 
 
 FACT_DATE_COLUMNS: dict[str, tuple[str, ...]] = {

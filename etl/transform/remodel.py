@@ -23,6 +23,7 @@ from etl.csv_format import ARROW_TYPES
 from etl.tables import SOURCE_TABLES
 from etl.transform import dimensions, facts
 from etl.transform.dim_date import dim_date
+from etl.transform.rejects import RejectLog, empty
 from etl.transform.versions import (
     VERSION_SCHEMA,
     emitted_after,
@@ -57,6 +58,8 @@ class TransformState:
     emitted: Mapping[str, pa.Table] = field(
         default_factory=dict
     )  # FACT_SOURCES: (id, last_updated)
+    # the set-aside rows no later batch has built a row for (rejects.REJECT_SCHEMA)
+    rejected: pa.Table = field(default_factory=empty)
 
     def current_of(self, table: str) -> pa.Table:
         return self.current.get(table) or empty_source(table)
@@ -74,7 +77,7 @@ def _ids(rows: pa.Table, column: str) -> pa.Array:
 
 
 def remodel_dimensions(
-    batch: Mapping[str, pa.Table], state: TransformState
+    batch: Mapping[str, pa.Table], state: TransformState, rejects: RejectLog | None = None
 ) -> tuple[dict[str, pa.Table], dict[str, pa.Table]]:
     """(the dimensions a batch changes, the current state after it), for every dimension
     whose source is small enough to hold whole; the row-wise tables are RowRemodel's."""
@@ -89,10 +92,10 @@ def remodel_dimensions(
                for name in STATEFUL_TABLES}  # fmt: skip
 
     out: dict[str, pa.Table] = {
-        "dim_location": dimensions.dim_location(changes["address"]),
-        "dim_design": dimensions.dim_design(changes["design"]),
-        "dim_currency": dimensions.dim_currency(changes["currency"]),
-        "dim_payment_type": dimensions.dim_payment_type(changes["payment_type"]),
+        "dim_location": dimensions.dim_location(changes["address"], rejects),
+        "dim_design": dimensions.dim_design(changes["design"], rejects),
+        "dim_currency": dimensions.dim_currency(changes["currency"], rejects),
+        "dim_payment_type": dimensions.dim_payment_type(changes["payment_type"], rejects),
     }
     counterparties = current["counterparty"]
     affected = pc.or_(
@@ -106,7 +109,7 @@ def remodel_dimensions(
         ),
     )
     out["dim_counterparty"] = dimensions.dim_counterparty(
-        counterparties.filter(affected), current["address"]
+        counterparties.filter(affected), current["address"], rejects
     )
     staff = current["staff"]
     affected = pc.or_(
@@ -115,7 +118,7 @@ def remodel_dimensions(
             staff.column("department_id"), value_set=_ids(changes["department"], "department_id")
         ),
     )
-    out["dim_staff"] = dimensions.dim_staff(staff.filter(affected), current["department"])
+    out["dim_staff"] = dimensions.dim_staff(staff.filter(affected), current["department"], rejects)
     return out, current
 
 
@@ -126,6 +129,7 @@ class RowRemodel:
     Chunks are checked against the emitted versions from before the batch."""
 
     state: TransformState
+    rejects: RejectLog | None = None
     marks: dict[str, list[pa.Table]] = field(default_factory=dict)
     dates: list[pa.Array] = field(default_factory=list)
 
@@ -133,11 +137,13 @@ class RowRemodel:
         """(warehouse table, its rows implied by this chunk of `source`)."""
         key = SOURCE_TABLES[source].primary_key
         if source == "transaction":
-            return "dim_transaction", dimensions.dim_transaction(latest_versions(chunk, key))
+            latest = latest_versions(chunk, key)
+            return "dim_transaction", dimensions.dim_transaction(latest, self.rejects)
         target, build = FACT_SOURCES[source]
         fresh = fresh_versions(chunk, key, self.state.emitted_of(source))
+        # a version set aside is marked emitted too: a re-read of it is not new
         self.marks.setdefault(source, []).append(version_marks(fresh, key))
-        out = build(fresh)
+        out = build(fresh, self.rejects)
         self.dates += [
             pc.unique(out.column(c).combine_chunks()) for c in facts.FACT_DATE_COLUMNS[target]
         ]
@@ -154,14 +160,16 @@ class RowRemodel:
 
 
 def remodel(
-    batch: Mapping[str, pa.Table], state: TransformState
+    batch: Mapping[str, pa.Table], state: TransformState, rejects: RejectLog | None = None
 ) -> tuple[dict[str, pa.Table], TransformState]:
-    """Warehouse rows for one batch held whole (only tables with rows) and the state after."""
-    out, current = remodel_dimensions(batch, state)
-    row_wise = RowRemodel(state)
+    """Warehouse rows for one batch held whole (only tables with rows) and the state after
+    (its open set-aside rows settled when `rejects` is given)."""
+    out, current = remodel_dimensions(batch, state, rejects)
+    row_wise = RowRemodel(state, rejects)
     for source in ROW_WISE_SOURCES:
         target, rows = row_wise.rows(source, batch.get(source) or empty_source(source))
         out[target] = rows
     out["dim_date"] = row_wise.dim_date()
     produced = {name: table for name, table in out.items() if table.num_rows}
-    return produced, TransformState(current, row_wise.emitted())
+    rejected = state.rejected if rejects is None else rejects.settle(state.rejected)[1]
+    return produced, TransformState(current, row_wise.emitted(), rejected)

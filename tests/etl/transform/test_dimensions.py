@@ -32,7 +32,10 @@ def test_dim_staff_joins_department_and_keeps_the_leds_typo() -> None:
 
 
 def test_dim_staff_refuses_a_department_without_location() -> None:
-    with pytest.raises(DataError, match="dim_staff.location is NULL for staff_id 1"):
+    with pytest.raises(
+        DataError,
+        match=r"dim_staff.location: NULL, but the warehouse requires a value \(staff_id 1\)",
+    ):
         dimensions.dim_staff(
             frame("staff", [staff(1, 4)]), frame("department", [department(4, None)])
         )
@@ -40,7 +43,8 @@ def test_dim_staff_refuses_a_department_without_location() -> None:
 
 def test_dim_staff_refuses_an_unknown_department() -> None:
     with pytest.raises(
-        DataError, match="dim_staff: department_id 9 has no row in the department state"
+        DataError,
+        match="dim_staff.department_id: department_id 9 has no row in the department state",
     ):
         dimensions.dim_staff(
             frame("staff", [staff(1, 9)]), frame("department", [department(4, "Leeds")])
@@ -67,7 +71,7 @@ def test_dim_currency_names_come_from_iso_4217() -> None:
     assert out.column("currency_name").to_pylist() == ["Pound Sterling", "US Dollar", "Euro"]
 
 
-def test_unknown_currency_code_is_an_error_not_a_null() -> None:
+def test_unknown_currency_code_fails_under_the_fail_policy_not_a_null() -> None:
     rows = [{"currency_id": 4, "currency_code": "XYZ", "created_at": None, "last_updated": None}]
     with pytest.raises(DataError, match="'XYZ' is not an ISO 4217 currency code"):
         dimensions.dim_currency(frame("currency", rows))
