@@ -182,7 +182,11 @@ def main(argv: list[str] | None = None) -> int:
         print("warehouse now:")
         print(warehouse_summary(endpoints, settings))
         print("reconcile (python -m etl reconcile):")
-        result = reconcile(settings, ObjectStore(s3, settings.ingestion_bucket))
+        result = reconcile(
+            settings,
+            ObjectStore(s3, settings.ingestion_bucket),
+            ObjectStore(s3, settings.processed_bucket),
+        )
         for check in result.checks:
             print(f"  {check.describe()}")
         if not result.ok:

@@ -33,16 +33,25 @@ from etl.errors import EXIT_OK, EtlError, exit_code, one_line
 from etl.freshness import measure
 from etl.ingest import IngestResult
 from etl.load import ledger
-from etl.load.loader import LoadResult, connect_warehouse, init_warehouse
+from etl.load import waiting as waiting_facts
+from etl.load.loader import LoadResult, connect_warehouse, init_warehouse, replay
 from etl.logs import configure_cli_logging
 from etl.metrics import read_local, sink_for, summary
 from etl.monitoring import monitored_ingest, monitored_load, monitored_transform
 from etl.pipeline import run_cycle
 from etl.reconcile import Reconciliation, reconcile
-from etl.status import describe_delay, ingestion_status, pending_load, pending_transform
+from etl.status import (
+    describe_delay,
+    ingestion_status,
+    pending_load,
+    pending_transform,
+    set_aside_lines,
+    waiting_lines,
+)
 from etl.storage import ObjectStore, s3_client_from_settings
 from etl.tables import select_tables
-from etl.transform.batch import TransformResult
+from etl.transform.batch import TransformResult, open_rejects
+from etl.warehouse import WAREHOUSE_TABLES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,6 +91,13 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "reconcile", help="compare the warehouse with the source; exit 1 naming what differs"
     )
+    replay_cmd = commands.add_parser(
+        "replay", help="apply loaded processed batches to warehouse tables again (a repair)"
+    )
+    which = replay_cmd.add_mutually_exclusive_group(required=True)
+    which.add_argument("--tables", dest="replay_tables", help="comma-separated warehouse tables")
+    which.add_argument("--all", action="store_true", help="every warehouse table")
+    replay_cmd.add_argument("--from", dest="from_batch", help="the first batch to apply again")
     return parser
 
 
@@ -113,6 +129,10 @@ def print_transform(results: list[TransformResult]) -> None:
     for batch in results:
         rows = ", ".join(f"{t}={n}" for t, n in batch.rows.items()) or "no changes"
         print(f"transformed {batch.batch_id}: {rows}")
+        aside = batch.manifest["rejects"]
+        if aside:
+            counts = ", ".join(f"{t}={e['rows']}" for t, e in aside.items())
+            print(f"  set aside (see `python -m etl status`): {counts}")
     if not results:
         print("no ingestion batch waiting to be transformed")
 
@@ -123,10 +143,23 @@ def print_load(results: list[LoadResult]) -> None:
             f"{t}=+{c['inserted']}" for t, c in batch.tables.items() if c["inserted"]
         )
         updated = ", ".join(f"{t}~{c['updated']}" for t, c in batch.tables.items() if c["updated"])
-        detail = "; ".join(part for part in (inserted, updated) if part) or "no changes"
+        held = ", ".join(f"{t}={c['waiting']}" for t, c in batch.tables.items() if c.get("waiting"))
+        held = held and f"waiting for a dimension row: {held}"
+        detail = "; ".join(part for part in (inserted, updated, held) if part) or "no changes"
         print(f"loaded {batch.batch_id} in {batch.seconds:.2f}s: {detail}")
     if not results:
         print("no processed batch waiting to be loaded")
+
+
+def print_replay(results: list[LoadResult]) -> None:
+    for batch in results:
+        changed = ", ".join(
+            f"{t}=+{c['inserted']}~{c['updated']}"
+            for t, c in batch.tables.items()
+            if c["inserted"] or c["updated"]
+        )
+        print(f"replayed {batch.batch_id}: {changed or 'already as the batch has it'}")
+    print(f"replay: {len(results)} loaded batch(es) applied again; the ledger is unchanged")
 
 
 def print_reconciliation(result: Reconciliation) -> int:
@@ -135,8 +168,10 @@ def print_reconciliation(result: Reconciliation) -> int:
         print(check.describe())
     if result.ok:
         return 0
-    print(f"error: the warehouse differs from the source in {', '.join(result.differing)}",
-          file=sys.stderr)  # fmt: skip
+    tables = ",".join(result.differing)
+    print(f"error: the warehouse differs from the source in {tables};"
+          f" `python -m etl replay --tables {tables}` applies the loaded batches to them again"
+          " (docs/operations.md)", file=sys.stderr)  # fmt: skip
     return 1
 
 
@@ -152,13 +187,16 @@ def status_lines(settings: Settings, s3: Any) -> list[str]:
         lines.append(
             f"pending transform: {len(waiting)} batch(es) {' '.join(waiting[:5])}".rstrip()
         )
+        lines += set_aside_lines(open_rejects(processed))
         if settings.warehouse_db_url:
             with connect_warehouse(settings) as conn:
                 ledger.ensure_ledger(conn)
                 last = ledger.last_loaded(conn)
+                parked = waiting_facts.counts(conn)
             queued = pending_load(processed, last)
             lines.append(f"last loaded batch: {last or '-'}")
             lines.append(f"pending load: {len(queued)} batch(es) {' '.join(queued[:5])}".rstrip())
+            lines += waiting_lines(parked)
     if settings.totesys_db_url and settings.warehouse_db_url:
         try:
             fresh = measure(settings)
@@ -203,9 +241,22 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             print("\n".join(status_lines(settings, s3)))
         elif args.command == "doctor":
             return 0 if doctor.run(settings, s3, args.repair, print) else 1
+        elif args.command == "replay":
+            tables = (
+                tuple(WAREHOUSE_TABLES)
+                if args.all
+                else tuple(t.strip() for t in args.replay_tables.split(",") if t.strip())
+            )
+            print_replay(replay(settings, s3, tables, args.from_batch))
         elif args.command == "reconcile":
             return print_reconciliation(
-                reconcile(settings, ObjectStore(s3, settings.ingestion_bucket))
+                reconcile(
+                    settings,
+                    ObjectStore(s3, settings.ingestion_bucket),
+                    ObjectStore(s3, settings.processed_bucket)
+                    if settings.processed_bucket
+                    else None,
+                )
             )
     except EtlError as error:
         print(f"error: {error}", file=sys.stderr)

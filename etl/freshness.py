@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -18,7 +19,10 @@ from psycopg import sql
 from etl.config import Settings
 from etl.database import connect
 from etl.errors import EtlError, one_line
+from etl.load import waiting
 from etl.load.target import Target
+from etl.storage import ObjectStore
+from etl.transform.batch import open_rejects
 from etl.warehouse import FACTS
 
 SOURCE_FACT_TABLES = ("sales_order", "purchase_order", "payment")
@@ -113,24 +117,77 @@ class FreshnessCheck:
         return f"ok: {waited}, threshold {self.threshold}"
 
 
-def oldest_missing(settings: Settings, newest_loaded: datetime | None) -> datetime | None:
-    """The earliest last_updated in the source newer than anything the warehouse holds."""
-    floor = sql.SQL("WHERE last_updated > %(floor)s") if newest_loaded else sql.SQL("")
-    parts = [
-        sql.SQL("SELECT min(last_updated) FROM {} {}").format(sql.Identifier(t), floor)
-        for t in SOURCE_FACT_TABLES
-    ]
+# fact -> its source table and key, for versions known to be absent from the warehouse
+FACT_SOURCE_KEYS = {
+    "fact_sales_order": ("sales_order", "sales_order_id"),
+    "fact_purchase_orders": ("purchase_order", "purchase_order_id"),
+    "fact_payment": ("payment", "payment_id"),
+}
+# source table -> ([id], [last_updated]) of versions not in the warehouse on purpose
+SetAside = dict[str, tuple[list[int], list[datetime]]]
+
+
+def set_aside_versions(settings: Settings, processed: ObjectStore | None) -> SetAside:
+    """The fact versions that are missing from the warehouse on purpose: set aside by
+    transform (open rejects) or waiting for a dimension row. A change that is set aside is
+    reported by its own email; it must not also age into a freshness breach every run."""
+    settings.require("totesys_db_url", "warehouse_db_url")
+    found: SetAside = {source: ([], []) for source, _ in FACT_SOURCE_KEYS.values()}
+
+    def add(fact: str, key: Any, updated: datetime | None) -> None:
+        if fact in FACT_SOURCE_KEYS and updated is not None:
+            ids, times = found[FACT_SOURCE_KEYS[fact][0]]
+            ids.append(int(key))
+            times.append(updated)
+
+    if processed is not None:
+        for row in open_rejects(processed).to_pylist():
+            add(row["table"], row["key"], row["last_updated"])
+    with connect(settings.warehouse_db_url, "the warehouse") as conn:
+        for fact, rows in waiting.versions(conn).items():
+            for key, updated in rows:
+                add(fact, key, updated)
+    return found
+
+
+def oldest_missing(
+    settings: Settings, newest_loaded: datetime | None, set_aside: SetAside | None = None
+) -> datetime | None:
+    """The earliest last_updated in the source newer than anything the warehouse holds,
+    leaving out the versions set aside on purpose."""
+    parts = []
+    params: dict[str, Any] = {"floor": newest_loaded}
+    for table in SOURCE_FACT_TABLES:
+        conditions: list[sql.Composable] = (
+            [sql.SQL("last_updated > %(floor)s")] if newest_loaded else []
+        )
+        ids, times = (set_aside or {}).get(table, ([], []))
+        if ids:
+            key = sql.Identifier(f"{table}_id")
+            conditions.append(
+                sql.SQL(
+                    "NOT EXISTS (SELECT 1 FROM unnest({ids}::int[], {times}::timestamp[]) AS x(id, t)"
+                    " WHERE x.id = {key} AND x.t = last_updated)"
+                ).format(ids=sql.Placeholder(f"{table}_ids"), times=sql.Placeholder(f"{table}_times"), key=key)
+            )  # fmt: skip
+            params[f"{table}_ids"], params[f"{table}_times"] = ids, times
+        where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+        parts.append(
+            sql.SQL("SELECT min(last_updated) FROM {} {}").format(sql.Identifier(table), where)
+        )
     query = sql.SQL("SELECT min(m) FROM ({}) AS oldest(m)").format(
         sql.SQL(" UNION ALL ").join(parts)
     )
     with connect(settings.totesys_db_url, "totesys") as conn:
-        row = conn.execute(query, {"floor": newest_loaded} if newest_loaded else None).fetchone()
+        row = conn.execute(query, params).fetchone()
     return None if row is None else row[0]
 
 
-def check(settings: Settings, now: datetime, threshold: timedelta) -> FreshnessCheck:
+def check(
+    settings: Settings, now: datetime, threshold: timedelta, set_aside: SetAside | None = None
+) -> FreshnessCheck:
     """`now` is naive UTC; the source's timestamps are read in its own zone."""
     settings.require("totesys_db_url", "warehouse_db_url")
-    missing = oldest_missing(settings, warehouse_newest(settings))
+    missing = oldest_missing(settings, warehouse_newest(settings), set_aside)
     waited = None if missing is None else now - as_utc(missing, settings.source_zone)
     return FreshnessCheck(missing, waited, threshold)

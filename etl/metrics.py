@@ -240,6 +240,22 @@ def transform_run(
     ]
 
 
+def rejected_rows(manifests_rejects: Iterable[Mapping[str, Mapping[str, Any]]]) -> list[Metric]:
+    """RejectedRows: rows one transform run set aside, per warehouse table and in total (0
+    when none, so an alarm on it sees data every run)."""
+    totals: dict[str, int] = {}
+    for rejects in manifests_rejects:
+        for table, entry in rejects.items():
+            totals[table] = totals.get(table, 0) + int(entry.get("rows", 0))
+    return [
+        *(
+            Metric("RejectedRows", float(n), "Count", "transform", t)
+            for t, n in sorted(totals.items())
+        ),
+        Metric("RejectedRows", float(sum(totals.values())), "Count", "transform"),
+    ]
+
+
 def load_run(
     batches: Iterable[Mapping[str, Mapping[str, int]]], seconds: float, still_pending: int
 ) -> list[Metric]:

@@ -16,7 +16,7 @@ from typing import Any
 from etl import metrics
 from etl.backfill import Window
 from etl.config import Settings
-from etl.freshness import FreshnessCheck, check
+from etl.freshness import FreshnessCheck, check, set_aside_versions
 from etl.ingest import IngestResult, ingest
 from etl.load import ledger
 from etl.load.loader import LoadResult, connect_warehouse, load_pending
@@ -52,7 +52,10 @@ def monitored_transform(
     waiting = pending_transform(
         ObjectStore(s3, settings.ingestion_bucket), ObjectStore(s3, settings.processed_bucket)
     )
-    sink.send(metrics.transform_run([r.manifest["tables"] for r in results], seconds, len(waiting)))
+    sink.send([
+        *metrics.transform_run([r.manifest["tables"] for r in results], seconds, len(waiting)),
+        *metrics.rejected_rows(r.manifest["rejects"] for r in results),
+    ])  # fmt: skip
     return results
 
 
@@ -68,14 +71,20 @@ def monitored_load(settings: Settings, s3: Any, sink: MetricsSink) -> list[LoadR
     recorded = metrics.load_run([r.tables for r in results], seconds, len(waiting))
     if settings.totesys_db_url:  # the lag just after a load: what the warehouse now misses
         now = datetime.now(UTC).replace(tzinfo=None)
-        recorded.append(metrics.warehouse_lag(check(settings, now, timedelta(0)).waited))
+        aside = set_aside_versions(settings, ObjectStore(s3, settings.processed_bucket))
+        recorded.append(metrics.warehouse_lag(check(settings, now, timedelta(0), aside).waited))
     sink.send(recorded)
     return results
 
 
 def monitored_freshness(
-    settings: Settings, sink: MetricsSink, now: datetime, threshold: timedelta
+    settings: Settings, sink: MetricsSink, now: datetime, threshold: timedelta, s3: Any = None
 ) -> FreshnessCheck:
-    result = check(settings, now, threshold)
+    """Rows set aside on purpose (open rejects in the processed bucket, when `s3` is given,
+    and facts waiting for a dimension row) are reported apart, not as a freshness breach."""
+    processed = (
+        ObjectStore(s3, settings.processed_bucket) if s3 and settings.processed_bucket else None
+    )
+    result = check(settings, now, threshold, set_aside_versions(settings, processed))
     sink.send([metrics.warehouse_lag(result.waited)])
     return result

@@ -13,6 +13,11 @@ remains must agree exactly:
   held twice in the warehouse;
 - `dim_date`: every date a fact refers to is in the calendar.
 
+Versions kept out of the warehouse on purpose are counted apart, not as differences: a
+dimension row transform's builders set aside today (an impossible value, etl.transform.
+rejects), and a fact version set aside by transform (open in the transform state) or
+waiting in the warehouse for its dimension row (etl.load.waiting).
+
 Cost on the source: one scan of each of the 11 tables (the dimension sources are read
 whole, the large fact sources only aggregated); nothing is written anywhere.
 """
@@ -23,7 +28,7 @@ import io
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO, cast
 
@@ -32,16 +37,18 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg import sql
 
-from etl.config import Settings
+from etl.config import SET_ASIDE, Settings
 from etl.csv_format import COPY_OPTIONS, iter_extract, select_expression
 from etl.database import connect
 from etl.errors import EtlError
-from etl.load import ledger
+from etl.load import ledger, waiting
 from etl.load.target import Target
 from etl.manifests import ingestion as ingestion_manifest
 from etl.storage import ObjectStore
 from etl.tables import REPLICATION_KEY, SOURCE_TABLES
 from etl.transform import dimensions
+from etl.transform.batch import open_rejects
+from etl.transform.rejects import RejectLog
 from etl.transform.remodel import TransformState, remodel_dimensions
 from etl.warehouse import DIMENSIONS, FACTS, WarehouseTable
 from etl.watermark import Bookmark, IngestState
@@ -78,6 +85,7 @@ class TableCheck:
     changed: Sequence[object] = ()  # in both, with other values
     duplicated: Sequence[object] = ()  # a fact version held more than once
     note: str = ""
+    set_aside: int = 0  # ids left out because their current version is set aside or waiting
 
     @property
     def ok(self) -> bool:
@@ -87,8 +95,11 @@ class TableCheck:
 
     def describe(self) -> str:
         counts = f"source {self.source_rows} warehouse {self.warehouse_rows}"
+        notes = [self.note] if self.note else []
+        if self.set_aside:
+            notes.append(f"{self.set_aside} set aside left out (etl status lists them)")
         if self.ok:
-            return f"{self.table}: ok ({counts}{'; ' + self.note if self.note else ''})"
+            return f"{self.table}: ok ({'; '.join([counts, *notes])})"
         parts = [
             f"{label} ids {_examples(ids)}"
             for label, ids in (
@@ -212,11 +223,35 @@ def _read_warehouse(conn: Connection, target: Target, table: WarehouseTable) -> 
         ).cast(table.schema)
 
 
-def expected_dimensions(source: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
-    """Every dimension but dim_date as transform builds it from the current source rows."""
-    whole, _ = remodel_dimensions(source, TransformState())
-    whole["dim_transaction"] = dimensions.dim_transaction(source["transaction"])
-    return whole
+def expected_dimensions(
+    source: Mapping[str, pa.Table],
+) -> tuple[dict[str, pa.Table], dict[str, set[str]]]:
+    """Every dimension but dim_date as transform builds it from the current source rows,
+    and per dimension the keys (as text) of the rows transform sets aside."""
+    rejects = RejectLog(SET_ASIDE, "reconcile")
+    whole, _ = remodel_dimensions(source, TransformState(), rejects)
+    whole["dim_transaction"] = dimensions.dim_transaction(source["transaction"], rejects)
+    found = rejects.found()
+    aside: dict[str, set[str]] = {}
+    for table, key in zip(found["table"].to_pylist(), found["key"].to_pylist(), strict=True):
+        aside.setdefault(table, set()).add(key)
+    return whole, aside
+
+
+def set_aside_facts(
+    warehouse_conn: Connection, processed: ObjectStore | None
+) -> dict[str, set[int]]:
+    """Per fact, the ids whose newest version is kept out on purpose: set aside by transform
+    (still open) or waiting in the warehouse for a dimension row."""
+    ids: dict[str, set[int]] = {fact.name: set() for fact in FACTS}
+    if processed is not None:
+        rows = open_rejects(processed)
+        for table, key in zip(rows["table"].to_pylist(), rows["key"].to_pylist(), strict=True):
+            if table in ids:
+                ids[table].add(int(key))
+    for fact, versions in waiting.versions(warehouse_conn).items():
+        ids[fact].update(int(key) for key, _ in versions)
+    return ids
 
 
 def late_ids(name: str, rows: pa.Table, horizon: Horizon) -> set[int]:
@@ -292,7 +327,7 @@ def check_dimensions(
 ) -> list[TableCheck]:
     needed = {table for sources in DIMENSION_SOURCES.values() for table, _ in sources}
     source = {name: _read_source(source_conn, name) for name in sorted(needed)}
-    expected = expected_dimensions(source)
+    expected, aside = expected_dimensions(source)
     checks = []
     for table in DIMENSIONS:
         if table.name == "dim_date":
@@ -300,7 +335,12 @@ def check_dimensions(
         actual = _read_warehouse(warehouse_conn, target, table)
         want = expected[table.name].select(list(table.columns)).cast(table.schema)
         skip = not_comparable(table.name, source, horizon)
-        checks.append(compare_rows(table.name, table.key[0], want, actual, skip))
+        kept_out = {int(key) for key in aside.get(table.name, ())} - skip
+        check = compare_rows(table.name, table.key[0], want, actual, skip | kept_out)
+        if kept_out:
+            note = f"{len(skip)} changed since the last load left out" if skip else ""
+            check = replace(check, note=note, set_aside=len(kept_out))
+        checks.append(check)
     return checks
 
 
@@ -378,11 +418,14 @@ def check_fact(
     target: Target,
     fact: WarehouseTable,
     horizon: Horizon,
+    set_aside: Iterable[int] = (),
 ) -> TableCheck:
     name = FACT_SOURCE[fact.name]
-    late = _late_fact_ids(source_conn, name, horizon)
+    changed_late = _late_fact_ids(source_conn, name, horizon)
+    late = changed_late | set(set_aside)
+    kept_out = len(late) - len(changed_late)
     duplicated = _duplicated(warehouse_conn, target, fact)
-    note = f"{len(late)} changed since the last load left out" if late else ""
+    note = f"{len(changed_late)} changed since the last load left out" if changed_late else ""
     if horizon.mark.value is None:
         source_count, source_sum = 0, 0
         source_versions = None
@@ -392,9 +435,8 @@ def check_fact(
     warehouse_versions = _warehouse_versions(target, fact, late)
     warehouse_count, warehouse_sum = _aggregate(warehouse_conn, warehouse_versions)
     if (source_count, source_sum) == (warehouse_count, warehouse_sum):
-        return TableCheck(
-            fact.name, source_count, warehouse_count, duplicated=duplicated, note=note
-        )
+        return TableCheck(fact.name, source_count, warehouse_count, duplicated=duplicated,
+                          note=note, set_aside=kept_out)  # fmt: skip
     # they differ: fetch the versions (ids and timestamps only) to name examples
     want = (
         dict(source_conn.execute(source_versions).fetchall()) if source_versions is not None else {}
@@ -409,6 +451,7 @@ def check_fact(
         changed=sorted(k for k in have if k in want and have[k] > want[k]),
         duplicated=duplicated,
         note=note,
+        set_aside=kept_out,
     )
 
 
@@ -436,8 +479,11 @@ def check_calendar(warehouse_conn: Connection, target: Target) -> TableCheck:
                       note="the calendar of every fact date")  # fmt: skip
 
 
-def reconcile(settings: Settings, ingestion: ObjectStore) -> Reconciliation:
-    """Compare the warehouse with the source as of the last loaded batch."""
+def reconcile(
+    settings: Settings, ingestion: ObjectStore, processed: ObjectStore | None = None
+) -> Reconciliation:
+    """Compare the warehouse with the source as of the last loaded batch; with `processed`,
+    the fact versions transform set aside are counted apart too."""
     settings.require("totesys_db_url", "warehouse_db_url", "ingestion_bucket")
     state = loaded_state(settings, ingestion)
     horizon = horizons(state, settings.overlap)
@@ -449,8 +495,16 @@ def reconcile(settings: Settings, ingestion: ObjectStore) -> Reconciliation:
         source_conn.read_only = True
         checks = check_dimensions(source_conn, warehouse_conn, target, horizon)
         checks.append(check_calendar(warehouse_conn, target))
+        aside = set_aside_facts(warehouse_conn, processed)
         checks += [
-            check_fact(source_conn, warehouse_conn, target, fact, horizon[FACT_SOURCE[fact.name]])
+            check_fact(
+                source_conn,
+                warehouse_conn,
+                target,
+                fact,
+                horizon[FACT_SOURCE[fact.name]],
+                aside[fact.name],
+            )
             for fact in FACTS
         ]
     return Reconciliation(state.batch_id, checks)

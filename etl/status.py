@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pyarrow as pa
+
 from etl import layout
 from etl.ingest import load_state
 from etl.manifests import ingestion as ingestion_manifest
 from etl.storage import ObjectStore
-from etl.transform.batch import STATE_KEY
+from etl.transform import rejects
+from etl.transform.batch import state_pointer
 
 
 def ingestion_status(store: ObjectStore, batches: int = 5) -> list[str]:
@@ -39,7 +42,7 @@ def ingestion_status(store: ObjectStore, batches: int = 5) -> list[str]:
 
 def pending_transform(ingestion: ObjectStore, processed: ObjectStore) -> list[str]:
     """Ingestion batches the transform has not processed yet."""
-    done = (processed.get_json(STATE_KEY) or {}).get("batch_id")
+    done = state_pointer(processed)
     after = layout.manifest_key(done) if done else ""
     processed_after = {
         layout.batch_id_of_manifest(k) for k in processed.keys(layout.MANIFEST_PREFIX, after)
@@ -54,6 +57,25 @@ def pending_transform(ingestion: ObjectStore, processed: ObjectStore) -> list[st
 def pending_load(processed: ObjectStore, last_loaded: str | None) -> list[str]:
     after = layout.manifest_key(last_loaded) if last_loaded else ""
     return [layout.batch_id_of_manifest(k) for k in processed.keys(layout.MANIFEST_PREFIX, after)]
+
+
+def set_aside_lines(open_rows: pa.Table) -> list[str]:
+    """The open set-aside rows: each waits for its source row to be corrected."""
+    if open_rows.num_rows == 0:
+        return ["set aside: none open"]
+    lines = [
+        f"set aside: {open_rows.num_rows} row(s) open, waiting for a corrected source row"
+        f" (s3 rejects/ area; docs/operations.md, 'Rows set aside'):"
+    ]
+    return lines + [f"  {line}" for line in rejects.describe(open_rows, limit=20)]
+
+
+def waiting_lines(counts: dict[str, int]) -> list[str]:
+    """Fact versions held back because a dimension row they refer to is not loaded yet."""
+    if not counts:
+        return []
+    shown = ", ".join(f"{table}={n}" for table, n in sorted(counts.items()))
+    return [f"waiting for a dimension row (load them with it): {shown}"]
 
 
 def describe_delay(delay: timedelta | None) -> str:

@@ -48,3 +48,9 @@ def record(
         "INSERT INTO etl.load_ledger (batch_id, seconds, tables) VALUES (%s, %s, %s::jsonb)",
         (batch_id, round(seconds, 3), json.dumps(tables, sort_keys=True)),
     )
+
+
+def loaded_batches(conn: Connection) -> list[str]:
+    """Every batch the warehouse holds, oldest first."""
+    rows = conn.execute("SELECT batch_id FROM etl.load_ledger ORDER BY batch_id").fetchall()
+    return [str(row[0]) for row in rows]

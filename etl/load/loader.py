@@ -20,7 +20,7 @@ import io
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import IO, Any
@@ -32,12 +32,12 @@ import pyarrow.parquet as pq
 from psycopg import sql
 
 from etl import layout
-from etl.config import Settings
+from etl.config import SET_ASIDE, Settings
 from etl.database import connect
 from etl.drift import column_drift
 from etl.errors import EtlError, SchemaDriftError, is_transient_database_error, one_line
 from etl.lease import Lease, hold
-from etl.load import ledger
+from etl.load import ledger, waiting
 from etl.load.target import Target
 from etl.logs import log_event
 from etl.manifests import processed as processed_manifest
@@ -61,16 +61,18 @@ class LoadResult:
 
 
 def stage(
-    conn: Connection, target: Target, table: WarehouseTable, data: pq.ParquetFile
+    conn: Connection, target: Target, table: WarehouseTable, data: pq.ParquetFile | None
 ) -> sql.Identifier:
-    """A temporary copy of the target's columns holding this batch's rows, copied one
-    record batch at a time."""
+    """A temporary copy of the target's columns holding this batch's rows (none without
+    `data`), copied one record batch at a time."""
     staging = sql.Identifier(f"stage_{table.name}")
     conn.execute(
         sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
             staging, target.columns(table), target.table(table.name)
         )
     )
+    if data is None:
+        return staging
     copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, HEADER true)").format(
         staging, target.columns(table)
     )
@@ -137,6 +139,31 @@ def insert_new_versions(
     return {"inserted": conn.execute(statement).rowcount, "updated": 0}
 
 
+def insert_facts(
+    conn: Connection,
+    target: Target,
+    table: WarehouseTable,
+    staging: sql.Identifier,
+    batch_id: str,
+    set_aside: bool,
+) -> dict[str, int]:
+    """insert_new_versions, and under the set_aside policy the versions waiting for a
+    dimension row tried again with the batch, and those whose dimension row is still
+    missing moved (back) to waiting instead of failing the batch (etl.load.waiting)."""
+    if not set_aside:
+        return insert_new_versions(conn, target, table, staging)
+    waiting.add_since_column(conn, staging)
+    retried = waiting.restage(conn, target, table, staging)
+    extra = {"retried": retried} if retried else {}
+    try:
+        with conn.transaction():  # a savepoint: only a missing dimension row is handled below
+            return {**insert_new_versions(conn, target, table, staging), **extra}
+    except psycopg.errors.ForeignKeyViolation:
+        moved = waiting.set_aside(conn, target, table, staging, batch_id)
+        counts = insert_new_versions(conn, target, table, staging)
+        return {**counts, **extra, "waiting": moved}
+
+
 def download_processed(
     processed: ObjectStore, entry: ProcessedTableEntry, into: IO[bytes]
 ) -> pq.ParquetFile:
@@ -179,8 +206,13 @@ def load_batch(
     manifest: ProcessedManifest,
     step: StepHook,
     lease: Lease | None = None,
+    policy: str = SET_ASIDE,
+    replay: tuple[str, ...] = (),
 ) -> LoadResult | None:
-    """Load one processed batch in one transaction; None if it was loaded before.
+    """Load one processed batch in one transaction; None if it was loaded before. With
+    `replay` (warehouse tables), apply only those tables of a batch that was loaded before,
+    again, leaving the ledger as it is: dimensions take the batch's values, fact versions
+    the warehouse lost are inserted, none twice.
 
     The batch's files are downloaded (and checked) before the transaction opens: a slow
     download inside it would leave the session idle in transaction, which the server ends
@@ -193,7 +225,7 @@ def load_batch(
         downloaded: dict[str, pq.ParquetFile] = {}
         for name in WAREHOUSE_TABLES:  # dims first, then facts
             entry = manifest["tables"].get(name)
-            if entry is None:
+            if entry is None or (replay and name not in replay):
                 continue
             local = files.enter_context(tempfile.TemporaryFile())
             downloaded[name] = download_processed(processed, entry, local)
@@ -205,21 +237,31 @@ def load_batch(
         try:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (ledger.LOCK_KEY,))
-                if ledger.is_loaded(conn, batch_id):
+                if ledger.is_loaded(conn, batch_id) != bool(replay):
                     return None
-                for name, data in downloaded.items():
+                for name, table in WAREHOUSE_TABLES.items():  # dims first, then facts
+                    data = downloaded.get(name)
+                    set_aside = policy == SET_ASIDE and table.kind == "fact"
+                    if (data is None and not set_aside) or (replay and name not in replay):
+                        continue
                     current = name
-                    table = WAREHOUSE_TABLES[name]
                     staging = stage(conn, target, table, data)
-                    merge = upsert_dimension if table.kind == "dim" else insert_new_versions
-                    staged = data.metadata.num_rows
-                    tables[name] = {"staged": staged, **merge(conn, target, table, staging)}
+                    counts = (
+                        upsert_dimension(conn, target, table, staging)
+                        if table.kind == "dim"
+                        else insert_facts(conn, target, table, staging, batch_id, set_aside)
+                    )
+                    if data is None and not any(counts.values()):
+                        continue
+                    staged = 0 if data is None else data.metadata.num_rows
+                    tables[name] = {"staged": staged, **counts}
                     step(f"table:{name}")
                 current = "the ledger"
                 if lease is not None:
                     lease.check_in(conn, f"committing batch {batch_id}")
                 seconds = time.perf_counter() - started
-                ledger.record(conn, batch_id, seconds, tables)
+                if not replay:
+                    ledger.record(conn, batch_id, seconds, tables)
                 step("ledger_written")
         except psycopg.Error as error:
             if lease is not None:  # the server ended a paused loader's transaction: say so
@@ -247,33 +289,90 @@ def load_pending(
         return _load_pending(settings, s3_client, on_step, lease)
 
 
+def prepare_session(conn: Connection, settings: Settings, target: Target) -> None:
+    """Before a loader's first batch: a transaction left open by a paused loader is rolled
+    back by the server; the warehouse has the columns we write; the bookkeeping exists."""
+    timeout = str(int(settings.lease_timeout.total_seconds() * 1000))
+    conn.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, false)", (timeout,))
+    for warning in target.check(conn):
+        log_event(logger, "warehouse_warning", logging.WARNING, detail=warning)
+    conn.commit()
+    ledger.ensure_ledger(conn)
+    if settings.bad_row_policy == SET_ASIDE:
+        waiting.ensure(conn, target)
+    conn.commit()
+
+
 def _load_pending(
     settings: Settings, s3_client: Any, on_step: StepHook | None, lease: Lease
 ) -> list[LoadResult]:
-    step = on_step or (lambda _: None)
     processed = ObjectStore(s3_client, settings.processed_bucket)
     target = Target(settings.warehouse_schema, settings.warehouse_names)
-    results = []
     with connect_warehouse(settings) as conn:
-        # a transaction left open by a paused loader is rolled back by the server
-        timeout = str(int(settings.lease_timeout.total_seconds() * 1000))
-        conn.execute(
-            "SELECT set_config('idle_in_transaction_session_timeout', %s, false)", (timeout,)
-        )
-        for warning in target.check(conn):
-            log_event(logger, "warehouse_warning", logging.WARNING, detail=warning)
-        conn.commit()
-        ledger.ensure_ledger(conn)
+        prepare_session(conn, settings, target)
         last = ledger.last_loaded(conn)
         conn.commit()
         start_after = layout.manifest_key(last) if last else ""
-        for key in processed.keys(layout.MANIFEST_PREFIX, start_after=start_after):
-            manifest = processed_manifest.read_key(processed, key)
-            assert manifest is not None
-            result = load_batch(conn, target, processed, manifest, step, lease)
-            if result is not None:
-                results.append(result)
+        keys = processed.keys(layout.MANIFEST_PREFIX, start_after=start_after)
+        return apply_batches(conn, settings, target, processed, keys, on_step, lease)
+
+
+def apply_batches(
+    conn: Connection,
+    settings: Settings,
+    target: Target,
+    processed: ObjectStore,
+    manifest_keys: Iterable[str],
+    on_step: StepHook | None,
+    lease: Lease,
+    replay: tuple[str, ...] = (),
+) -> list[LoadResult]:
+    """load_batch for each manifest, in order; the batches it applied."""
+    step = on_step or (lambda _: None)
+    results = []
+    for key in manifest_keys:
+        manifest = processed_manifest.read_key(processed, key)
+        assert manifest is not None
+        result = load_batch(conn, target, processed, manifest, step, lease,
+                            settings.bad_row_policy, replay)  # fmt: skip
+        if result is not None:
+            results.append(result)
     return results
+
+
+def replay(
+    settings: Settings,
+    s3_client: Any,
+    tables: tuple[str, ...],
+    from_batch: str | None = None,
+    on_step: StepHook | None = None,
+) -> list[LoadResult]:
+    """Apply the loaded processed batches again (from `from_batch`, else the first) to
+    `tables` of the warehouse, oldest first, each in one transaction, holding the load
+    lease: what a damaged warehouse table needs to match its batches again. Dimensions end
+    at their newest values, missing fact versions are inserted, nothing is duplicated; the
+    ledger and batches not loaded yet are left to `load`."""
+    settings.require("warehouse_db_url", "processed_bucket")
+    unknown = [t for t in tables if t not in WAREHOUSE_TABLES]
+    if unknown or not tables:
+        raise EtlError(
+            f"replay: {', '.join(unknown) or 'no table'} is not a warehouse table"
+            f" (one of {', '.join(WAREHOUSE_TABLES)}, or --all)"
+        )
+    with hold(settings, "load") as lease:
+        processed = ObjectStore(s3_client, settings.processed_bucket)
+        target = Target(settings.warehouse_schema, settings.warehouse_names)
+        with connect_warehouse(settings) as conn:
+            prepare_session(conn, settings, target)
+            loaded = set(ledger.loaded_batches(conn))
+            conn.commit()
+            start = layout.manifest_key(from_batch) if from_batch else ""
+            keys = [
+                key
+                for key in processed.keys(layout.MANIFEST_PREFIX)
+                if key >= start and layout.batch_id_of_manifest(key) in loaded
+            ]
+            return apply_batches(conn, settings, target, processed, keys, on_step, lease, tables)
 
 
 def init_warehouse(settings: Settings) -> str:

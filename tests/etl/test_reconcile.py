@@ -31,7 +31,11 @@ def loaded(settings: Settings, s3: Any) -> Settings:
 
 
 def check(settings: Settings, s3: Any) -> Reconciliation:
-    return reconcile(settings, ObjectStore(s3, settings.ingestion_bucket))
+    return reconcile(
+        settings,
+        ObjectStore(s3, settings.ingestion_bucket),
+        ObjectStore(s3, settings.processed_bucket),
+    )
 
 
 def by_table(result: Reconciliation) -> dict[str, Any]:
@@ -121,4 +125,7 @@ def test_the_cli_exits_1_naming_each_differing_table(loaded: Settings, stack: An
     broken = run_etl(env, "reconcile")
     assert broken.returncode == 1
     assert "dim_design: DIFFERS" in broken.stdout
-    assert broken.stderr.strip() == "error: the warehouse differs from the source in dim_design"
+    assert broken.stderr.strip().startswith(
+        "error: the warehouse differs from the source in dim_design;"
+        " `python -m etl replay --tables dim_design`"
+    )
