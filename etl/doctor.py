@@ -23,7 +23,7 @@ may be what a live stage is writing right now, so it counts only when older than
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,8 +34,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 
 from etl import layout, lease
-from etl.config import Settings
-from etl.errors import EtlError, StorageError
+from etl.config import SET_ASIDE, Settings
+from etl.errors import DamagedObjectError, EtlError, StorageError
 from etl.ingest import ingest
 from etl.load.loader import connect_warehouse
 from etl.load.target import Target
@@ -48,13 +48,14 @@ from etl.manifests.processed import ProcessedManifest
 from etl.storage import ObjectStore
 from etl.transform.batch import (
     SNAPSHOT_PREFIX,
-    extract_chunks,
+    build_batch,
     parquet_bytes,
-    read_batch,
+    read_parquet,
     snapshot_names,
+    snapshot_tables,
 )
 from etl.transform.batch import STATE_KEY as TRANSFORM_STATE_KEY
-from etl.transform.remodel import ROW_WISE_SOURCES, RowRemodel, TransformState, remodel_dimensions
+from etl.transform.remodel import TransformState
 from etl.warehouse import WAREHOUSE_TABLES
 
 logger = logging.getLogger("etl.doctor")
@@ -107,16 +108,23 @@ class Bucket(Generic[M]):
     objects: dict[str, StoredObject]  # every object, by key
     sha256: dict[str, str]  # digest of every present object a manifest references
     uploads: list[OpenUpload]
-    state: Any  # the stage's `_state/*.json` document, None when absent
+    state: Any  # the stage's `_state/*.json` document, None when absent or damaged
+    state_damage: str | None = None  # why that document cannot be read, when it cannot
+    damaged: dict[str, str] = field(default_factory=dict)  # snapshot key -> why unreadable
 
     def referenced(self) -> dict[str, tuple[str, int, str | None]]:
         """key -> (batch id, size, sha256) recorded by the manifest naming it."""
         found: dict[str, tuple[str, int, str | None]] = {}
         for batch, manifest in self.manifests.items():
-            for entry in manifest["tables"].values():
+            for entry in file_entries(manifest):
                 if entry["file"]:
                     found[entry["file"]] = (batch, entry["bytes"], entry["sha256"])
         return found
+
+
+def file_entries(manifest: Mapping[str, Any]) -> list[Any]:
+    """A manifest's file entries: its tables' and (processed) the set-aside rows'."""
+    return [*manifest["tables"].values(), *(manifest.get("rejects") or {}).values()]
 
 
 @dataclass
@@ -377,6 +385,19 @@ def check_ingest_state(lake: Lake, report: Report) -> None:
     """`_state/watermarks.json` is the state after the newest ingestion batch."""
     newest = _newest(lake.ingestion.manifests)
     bucket = lake.ingestion
+    if bucket.state_damage:
+        rebuilt = f"rewrites it from the manifest of the newest batch {newest}" if newest else (
+            "removes it, so the next ingest is a full extract"
+        )  # fmt: skip
+        report.add(
+            Finding(
+                "ingest-state",
+                bucket.state_damage,
+                f"every ingest stops there; --repair {rebuilt}",
+                actions=(Action(SET_INGEST_STATE, bucket.name, detail=newest or ""),),
+            )
+        )
+        return
     if newest is None:
         if bucket.state is not None:
             report.add(
@@ -423,13 +444,28 @@ def check_transform_state(lake: Lake, min_age: timedelta, report: Report) -> Non
     newest = _newest(bucket.manifests)
     pointer = (bucket.state or {}).get("batch_id")
     snapshots = _snapshots(bucket)
+    if bucket.state_damage:
+        report.add(
+            Finding(
+                "transform-state",
+                bucket.state_damage,
+                "every transform stops there; --repair "
+                + (f"points it at the newest processed batch {newest}" if newest else "removes it"),
+                actions=(
+                    Action(WRITE_TRANSFORM_STATE, bucket.name, newest)
+                    if newest
+                    else Action(DELETE_OBJECT, bucket.name, TRANSFORM_STATE_KEY),
+                ),
+            )
+        )
+        pointer = newest
     if newest is not None:
         present = {s.key for s in snapshots.get(newest, [])}
         missing = [
             name
             for name in snapshot_names()
             if f"{SNAPSHOT_PREFIX}{newest}/{name}.parquet" not in present
-        ]
+        ] + [f"a readable s3://{bucket.name}/{key}" for key in bucket.damaged]
         if missing:
             actions: tuple[Action, ...] = (Action(REBUILD_TRANSFORM_STATE, bucket.name, newest),)
             advice = (
@@ -641,8 +677,8 @@ def _bucket(store: ObjectStore, parse: Any, state_key: str) -> Bucket[Any]:
             manifests[layout.batch_id_of_manifest(key)] = parse(store, key)
         except ManifestFormatError as error:
             unreadable[key] = str(error)  # names the object already
-        except ValueError as error:  # not JSON
-            unreadable[key] = f"s3://{store.bucket}/{key} is not a JSON document: {error}"
+        except DamagedObjectError as error:  # not JSON
+            unreadable[key] = str(error)
     bucket: Bucket[Any] = Bucket(
         store.bucket, manifests, unreadable, objects, {}, _uploads(store), None
     )
@@ -651,7 +687,28 @@ def _bucket(store: ObjectStore, parse: Any, state_key: str) -> Bucket[Any]:
             digest = _sha256(store, key)
             if digest is not None:
                 bucket.sha256[key] = digest
-    bucket.state = store.get_json(state_key)
+    try:
+        bucket.state = store.get_json(state_key)
+        if bucket.state is not None and (
+            not isinstance(bucket.state, dict)
+            or not isinstance(bucket.state.get("batch_id"), str | None)
+        ):
+            raise store.damaged(state_key, "a JSON document of the wrong shape")
+    except DamagedObjectError as error:
+        bucket.state, bucket.state_damage = None, str(error)
+    return bucket
+
+
+def _with_snapshot_damage(store: ObjectStore, bucket: Bucket[Any]) -> Bucket[Any]:
+    """Read each object of the newest batch's state snapshot: transform stops on one it
+    cannot read, so the check must see the damage, not only the listing."""
+    newest = _newest(bucket.manifests)
+    prefix = f"{SNAPSHOT_PREFIX}{newest}/"
+    for key in sorted(k for k in bucket.objects if newest and k.startswith(prefix)):
+        try:
+            read_parquet(store, key)
+        except DamagedObjectError as error:
+            bucket.damaged[key] = str(error)
     return bucket
 
 
@@ -692,7 +749,9 @@ def look(
     """Read everything the checks need. Reads only."""
     lake = Lake(
         _bucket(ingestion, ingestion_manifest.read_key, layout.STATE_KEY),
-        _bucket(processed, processed_manifest.read_key, TRANSFORM_STATE_KEY),
+        _with_snapshot_damage(
+            processed, _bucket(processed, processed_manifest.read_key, TRANSFORM_STATE_KEY)
+        ),
         _ledger(conn),
         _duplicate_keys(conn, target),
         now or datetime.now(UTC),
@@ -809,7 +868,9 @@ def _referenced_now(store: ObjectStore) -> set[str]:
         tables = document.get("tables") if isinstance(document, dict) else None
         if not isinstance(tables, dict):
             raise EtlError(f"s3://{store.bucket}/{key} cannot be read; refusing to delete anything")
-        found |= {e["file"] for e in tables.values() if isinstance(e, dict) and e.get("file")}
+        rejects = document.get("rejects") or {}
+        entries = [*tables.values(), *(rejects.values() if isinstance(rejects, dict) else ())]
+        found |= {e["file"] for e in entries if isinstance(e, dict) and e.get("file")}
     return found
 
 
@@ -836,7 +897,9 @@ def _quarantine(store: ObjectStore, batch_id: str) -> int:
     return 1 + len(present)
 
 
-def rebuild_transform_state(ingestion: ObjectStore, processed: ObjectStore, up_to: str) -> int:
+def rebuild_transform_state(
+    ingestion: ObjectStore, processed: ObjectStore, up_to: str, policy: str = SET_ASIDE
+) -> int:
     """Replay the remodel over every ingestion batch that was transformed, up to `up_to`,
     keeping only the state (nothing else is written), then store it as that batch's
     snapshot and point `_state/transform.json` at it. The same state transform would have
@@ -851,16 +914,10 @@ def rebuild_transform_state(ingestion: ObjectStore, processed: ObjectStore, up_t
         manifest = ingestion_manifest.read_key(ingestion, key)
         if batch not in done or manifest is None:
             continue
-        small = [name for name in manifest["tables"] if name not in ROW_WISE_SOURCES]
-        _, current = remodel_dimensions(read_batch(ingestion, manifest, small), state)
-        row_wise = RowRemodel(state)
-        for source in ROW_WISE_SOURCES:
-            for chunk in extract_chunks(ingestion, manifest, source):
-                row_wise.rows(source, chunk)
-        state = TransformState(current, row_wise.emitted())
+        with ExitStack() as stack:
+            state = build_batch(ingestion, manifest, state, stack, policy).state_after
         replayed += 1
-    snapshots = {**state.current, **{f"emitted_{n}": t for n, t in state.emitted.items()}}
-    for name, table in snapshots.items():
+    for name, table in snapshot_tables(state).items():
         processed.put_bytes(f"{SNAPSHOT_PREFIX}{up_to}/{name}.parquet", parquet_bytes(table))
     processed.put_json(TRANSFORM_STATE_KEY, {"batch_id": up_to})
     return replayed

@@ -77,6 +77,12 @@ class LeaseLostError(LeaseError):
     enough for another process to take over): it stops before its next write."""
 
 
+class DamagedObjectError(EtlError):
+    """An object the pipeline wrote cannot be read back (not JSON, a truncated parquet, a
+    document of the wrong shape). Terminal: reading it again gives the same bytes;
+    `python -m etl doctor` names the repair (most are rebuilt by `--repair`)."""
+
+
 class DataError(EtlError):
     """Values break a rule of the warehouse (an unknown currency, a NULL it cannot hold)."""
 

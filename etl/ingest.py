@@ -65,10 +65,20 @@ class IngestResult:
         return sum(int(t["rows"]) for t in self.manifest["tables"].values())
 
 
+def _state_document(store: ObjectStore) -> IngestState:
+    try:
+        state = IngestState.from_json(store.get_json(layout.STATE_KEY))
+        if state.batch_id is not None:
+            layout.batch_ts_of(state.batch_id)  # a batch id, or ValueError / TypeError
+    except (AttributeError, TypeError, ValueError, KeyError):  # JSON of another shape
+        raise store.damaged(layout.STATE_KEY, "not a watermark state document") from None
+    return state
+
+
 def load_state(store: ObjectStore) -> IngestState:
     """The bookmarks after the newest complete batch (recovering from its manifest if the
     state object was not written)."""
-    state = IngestState.from_json(store.get_json(layout.STATE_KEY))
+    state = _state_document(store)
     start_after = layout.manifest_key(state.batch_id) if state.batch_id else ""
     newer = list(store.keys(layout.MANIFEST_PREFIX, start_after=start_after))
     if newer:

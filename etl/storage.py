@@ -35,7 +35,13 @@ from botocore.exceptions import (
 )
 
 from etl.config import Settings
-from etl.errors import EtlError, LeaseLostError, StorageError, StorageUnavailableError
+from etl.errors import (
+    DamagedObjectError,
+    EtlError,
+    LeaseLostError,
+    StorageError,
+    StorageUnavailableError,
+)
 
 PART_SIZE = 8 * 1024 * 1024  # S3 parts must be >= 5 MiB except the last
 
@@ -186,8 +192,21 @@ class ObjectStore:
         return ObjectReader(self, key, response["Body"])
 
     def get_json(self, key: str) -> Any | None:
+        """The parsed document, None when there is no object; a damaged one (not JSON, cut
+        short) is refused in one line naming it."""
         body = self.get_bytes(key)
-        return None if body is None else json.loads(body)
+        if body is None:
+            return None
+        try:
+            return json.loads(body)
+        except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+            raise self.damaged(key, f"not valid JSON ({str(error).splitlines()[0]})") from None
+
+    def damaged(self, key: str, why: str) -> DamagedObjectError:
+        return DamagedObjectError(
+            f"s3://{self.bucket}/{key} is damaged: {why}; `python -m etl doctor` names the"
+            " repair (`--repair` rebuilds what the pipeline derived)"
+        )
 
     def keys(self, prefix: str, start_after: str = "") -> Iterator[str]:
         """Keys under `prefix` in lexicographic order, after `start_after`."""

@@ -433,3 +433,45 @@ def test_debris_of_a_live_writer_is_only_noted_until_it_is_old() -> None:
         doctor.DELETE_OBJECT,
         doctor.DELETE_OBJECT,
     ]
+
+
+@pytest.mark.parametrize(
+    ("bucket", "key", "garbage"),
+    [
+        ("processed", TRANSFORM_STATE_KEY, b'{"batch_id": "2024'),
+        ("processed", TRANSFORM_STATE_KEY, b"[1, 2]"),
+        ("ingestion", layout.STATE_KEY, b"\x00\xff not json"),
+        ("ingestion", layout.STATE_KEY, b'{"batch_id": 7}'),
+        ("processed", "snapshot", b"PAR1 truncated"),
+    ],
+)
+def test_a_damaged_state_object_is_a_finding_and_repair_rebuilds_it(
+    pipeline: Pipeline, bucket: str, key: str, garbage: bytes
+) -> None:
+    store = pipeline.processed if bucket == "processed" else pipeline.ingestion
+    if key == "snapshot":
+        key = f"{SNAPSHOT_PREFIX}{pipeline.second}/staff.parquet"
+    store.put_bytes(key, garbage)
+    pipeline.day()
+
+    commands = [run_etl(pipeline.env, c) for c in ("run", "status")] + [pipeline.doctor()]
+
+    for result in commands:
+        assert "Traceback" not in result.stderr, result.stderr
+    # status reads the state pointers, not the remodel snapshot
+    failing = commands if key.endswith(".json") else [commands[0], commands[2]]
+    assert [r.returncode for r in failing] == [1] * len(failing)
+    run_error = commands[0].stderr.strip().splitlines()
+    assert len(run_error) == 1 and f"s3://{store.bucket}/{key} is damaged" in run_error[0]
+    assert "python -m etl doctor" in run_error[0]
+    assert f"s3://{store.bucket}/{key}" in commands[2].stdout
+
+    repaired = pipeline.doctor("--repair")
+    run = run_etl(pipeline.env, "run")
+    healthy = pipeline.doctor()
+
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert run.returncode == 0, run.stderr
+    assert healthy.returncode == 0, healthy.stdout
+    pipeline.expect_current()
+    pipeline.warehouse_is_expected()
