@@ -36,7 +36,9 @@ Every run (schedule `{CONFIG.ingest_schedule}`):
    the bucket {CONFIG.ingestion_bucket} as CSV, then writes the batch manifest.
 2. **wait_for_manifest** waits for that manifest without holding a worker (deferrable).
 3. **transform** remodels every pending batch up to this one into the star schema as
-   parquet in the bucket {CONFIG.processed_bucket}.
+   parquet in the bucket {CONFIG.processed_bucket}. A row that cannot become a warehouse
+   row (an impossible date, an unknown currency) is set aside ({CONFIG.bad_row_policy}),
+   and **report_set_aside** emails each such batch once; everything else flows on.
 4. **load_due** lets **load** run when the run's interval ends on a multiple of
    {CONFIG.load_every_minutes} minutes, or when triggered with force_load. Load applies
    every processed batch not yet in the warehouse, each exactly once.
@@ -174,6 +176,16 @@ def totesys_etl() -> None:
             )
         return [result.batch_id for result in results]
 
+    @task
+    def report_set_aside() -> list[str]:
+        """Email each batch that set rows aside, once; returns the batch ids emailed. An
+        SMTP outage is logged and left for the next run: it never holds the load back."""
+        from airflow.sdk import get_current_context
+        from totesys_airflow.connections import s3_client
+        from totesys_airflow.rejects_email import email_set_aside_rows
+
+        return email_set_aside_rows(CONFIG, s3_client(), get_current_context())
+
     @task.short_circuit(ignore_downstream_trigger_rules=False)
     def load_due(
         params: dict[str, Any] | None = None,
@@ -217,14 +229,14 @@ def totesys_etl() -> None:
     def freshness() -> str:
         """Fail (so the team is emailed) when a source change has waited too long."""
         from totesys_airflow.compat import AirflowFailException
-        from totesys_airflow.connections import metrics_sink
+        from totesys_airflow.connections import metrics_sink, s3_client
 
         from etl.monitoring import monitored_freshness
 
         with error_kept_for_the_email():
             now = datetime.now(UTC).replace(tzinfo=None)
             result = monitored_freshness(
-                _settings(), metrics_sink(CONFIG), now, CONFIG.freshness_threshold
+                _settings(), metrics_sink(CONFIG), now, CONFIG.freshness_threshold, s3_client()
             )
             if result.breached:
                 raise AirflowFailException(result.describe())
@@ -234,7 +246,7 @@ def totesys_etl() -> None:
     transformed = transform(manifest_key)
     wait_for_manifest >> transformed
     loaded = load()
-    transformed >> load_due() >> loaded >> freshness()
+    transformed >> report_set_aside() >> load_due() >> loaded >> freshness()
 
 
 totesys_etl()

@@ -48,8 +48,11 @@ def totesys_reconcile() -> None:
         from etl.storage import ObjectStore
 
         with failing_fast_on_bad_input():
+            s3 = s3_client()
             result = compare(
-                pipeline_settings(CONFIG), ObjectStore(s3_client(), CONFIG.ingestion_bucket)
+                pipeline_settings(CONFIG),
+                ObjectStore(s3, CONFIG.ingestion_bucket),
+                ObjectStore(s3, CONFIG.processed_bucket),
             )
             metrics_sink(CONFIG).send([reconcile_differences(len(result.differing))])
             if not result.ok:

@@ -33,6 +33,9 @@ class DagConfig:
     environment: str = "local"  # the Environment dimension of every metric
     sweep_at: str = "02:00"  # HH:MM UTC: the run whose interval ends then is the nightly sweep
     sweep_hours: float = 26.0  # how far back the sweep re-reads (a day plus margin)
+    # a row that cannot become a warehouse row: set_aside (rejects area, one email per
+    # batch) or fail (the task fails, every later change waits for the correction)
+    bad_row_policy: str = "set_aside"
     reconcile_schedule: str = (
         "30 3 * * *"  # cron: when totesys_reconcile compares warehouse and source
     )

@@ -54,6 +54,7 @@ def pipeline_settings(config: DagConfig, tables: list[str] | None = None) -> Set
         metrics_sink=config.metrics_sink,
         metrics_file=config.metrics_file,
         environment=config.environment,
+        bad_row_policy=config.bad_row_policy,
     )
 
 

@@ -121,3 +121,37 @@ def test_freshness_breach_emails_and_a_fresh_warehouse_does_not(
     caught_up = dags_test(env, "2026-11-28T12:30:00+00:00")
     assert run_succeeded(caught_up)
     assert len(new_messages(airflow_stack, mails)) == 1, "no breach, no email"
+
+
+def test_a_run_with_a_poison_row_succeeds_and_emails_it_once(
+    airflow_stack: StackEndpoints, airflow_home: Path, seeded: Settings
+) -> None:
+    env = airflow_env(airflow_stack, airflow_home)
+    url = airflow_stack.totesys_db_url
+    assert run_succeeded(dags_test(env, "2026-11-28T13:15:00+00:00", FORCE_LOAD))
+    mails = len(airflow_stack.messages())
+    with psycopg.connect(url) as conn:
+        poisoned = conn.execute(
+            "UPDATE sales_order SET agreed_delivery_date = '2024-02-30',"
+            " last_updated = now()::timestamp(3) WHERE sales_order_id = 1 RETURNING sales_order_id"
+        ).fetchone()[0]  # type: ignore[index]
+
+    run = dags_test(env, "2026-11-28T13:30:00+00:00", FORCE_LOAD)
+
+    assert run_succeeded(run), run.output[-3000:]
+    sent = new_messages(airflow_stack, mails)
+    assert [m["Subject"].split(" in batch")[0] for m in sent] == ["[totesys] 1 row(s) set aside"]
+    body = sent[0].get_body().get_content()
+    assert f"fact_sales_order sales_order_id={poisoned}" in body
+    assert "agreed_delivery_date = &#39;2024-02-30&#39;" in body and "Failed to parse" in body
+
+    again = dags_test(env, "2026-11-28T13:45:00+00:00", FORCE_LOAD)
+    assert run_succeeded(again)
+    assert len(new_messages(airflow_stack, mails)) == 1, "a batch's rows are emailed once"
+    with psycopg.connect(url) as conn:  # corrected: the next run loads it, quietly
+        conn.execute(
+            "UPDATE sales_order SET agreed_delivery_date = '2024-03-01',"
+            " last_updated = now()::timestamp(3) WHERE sales_order_id = 1"
+        )
+    assert run_succeeded(dags_test(env, "2026-11-28T14:00:00+00:00", FORCE_LOAD))
+    assert len(new_messages(airflow_stack, mails)) == 1

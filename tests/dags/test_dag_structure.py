@@ -41,7 +41,8 @@ def downstream(dag: Any, task_id: str) -> set[str]:
 def test_tasks_run_in_the_designed_order(dag: Any) -> None:
     assert downstream(dag, "ingest") == {"wait_for_manifest", "transform"}
     assert downstream(dag, "wait_for_manifest") == {"transform"}
-    assert downstream(dag, "transform") == {"load_due"}
+    assert downstream(dag, "transform") == {"report_set_aside"}
+    assert downstream(dag, "report_set_aside") == {"load_due"}
     assert downstream(dag, "load_due") == {"load"}
     assert downstream(dag, "load") == {"freshness"}
     assert downstream(dag, "freshness") == set()
