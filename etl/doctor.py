@@ -55,6 +55,7 @@ from etl.transform.batch import (
     snapshot_tables,
 )
 from etl.transform.batch import STATE_KEY as TRANSFORM_STATE_KEY
+from etl.transform.rederive import rederive
 from etl.transform.remodel import TransformState
 from etl.warehouse import WAREHOUSE_TABLES
 
@@ -73,11 +74,13 @@ QUARANTINE_BATCH = "quarantine_batch"
 SET_INGEST_STATE = "set_ingest_state"
 WRITE_TRANSFORM_STATE = "write_transform_state"
 REBUILD_TRANSFORM_STATE = "rebuild_transform_state"
+REDERIVE_BATCH = "rederive_batch"
 DELETE_OBJECT = "delete_object"
 ORDER = (
     ABORT_UPLOAD,
     QUARANTINE_BATCH,
     SET_INGEST_STATE,
+    REDERIVE_BATCH,
     REBUILD_TRANSFORM_STATE,
     WRITE_TRANSFORM_STATE,
     DELETE_OBJECT,
@@ -156,6 +159,8 @@ class Action:
             REBUILD_TRANSFORM_STATE: f"rebuild the transform state of batch {self.key} by "
             "replaying the transformed ingestion batches",
             WRITE_TRANSFORM_STATE: f"point {where}/{TRANSFORM_STATE_KEY} at batch {self.key}",
+            REDERIVE_BATCH: f"rebuild processed batch {self.key} (its broken files and manifest)"
+            " from the ingestion bucket",
             DELETE_OBJECT: f"delete {where}/{self.key}",
         }[self.kind]
 
@@ -200,11 +205,10 @@ def check(lake: Lake, min_age: timedelta) -> Report:
     """Every invariant over what `look` saw; `min_age` is how old debris must be to count."""
     report = Report()
     buckets: tuple[Bucket[Any], ...] = (lake.ingestion, lake.processed)
-    for bucket in buckets:
-        check_readable(bucket, report)
+    check_readable(lake, report)
     check_files(lake, report)
-    check_chain("ingestion", lake.ingestion.manifests, report)
-    check_chain("processed", lake.processed.manifests, report)
+    check_chain("ingestion", lake.ingestion, report)
+    check_chain("processed", lake.processed, report)
     check_transformed(lake, report)
     check_ledger(lake, report)
     check_ingest_state(lake, report)
@@ -216,16 +220,54 @@ def check(lake: Lake, min_age: timedelta) -> Report:
     return report
 
 
-def check_readable(bucket: Bucket[Any], report: Report) -> None:
-    for key, why in bucket.unreadable.items():
+def check_readable(lake: Lake, report: Report) -> None:
+    for key, why in lake.ingestion.unreadable.items():
         report.add(
             Finding(
                 "manifest-unreadable",
                 why,
-                f"the stage reading s3://{bucket.name}/{key} stops there; run the pipeline version"
-                " that wrote it, or restore the object; not repaired automatically",
+                f"the stage reading s3://{lake.ingestion.name}/{key} stops there; it is the record"
+                " of a batch: run the pipeline version that wrote it, or restore the object"
+                " from S3 versioning; not repaired automatically",
             )
         )
+    for key, why in lake.processed.unreadable.items():
+        batch = layout.batch_id_of_manifest(key)
+        report.add(rederivable(lake, "manifest-unreadable", why, batch, "load stops there"))
+
+
+def record_damage(lake: Lake, up_to: str) -> list[str]:
+    """The ingestion manifests and files up to batch `up_to` that cannot be read: the
+    processed side cannot be rebuilt past them."""
+    return [
+        f"s3://{lake.ingestion.name}/{k}"
+        for k in lake.ingestion.unreadable
+        if layout.batch_id_of_manifest(k) <= up_to
+    ] + [
+        f"s3://{lake.ingestion.name}/{k}"
+        for k, (b, _) in broken_files(lake.ingestion).items()
+        if b <= up_to
+    ]
+
+
+def rederivable(lake: Lake, check: str, problem: str, batch: str, effect: str) -> Finding:
+    """A finding about processed batch `batch`, which --repair rebuilds from the ingestion
+    bucket unless the record it is built from is damaged too."""
+    damaged = record_damage(lake, batch)
+    if damaged:
+        return Finding(
+            check,
+            problem,
+            f"{effect}; it cannot be rebuilt while the ingestion batches it is derived from"
+            f" are damaged ({_examples(damaged)}): restore those from S3 versioning first",
+        )
+    return Finding(
+        check,
+        problem,
+        f"{effect}; --repair rebuilds it from the ingestion bucket (the processed bucket is"
+        " derived from it)",
+        actions=(Action(REDERIVE_BATCH, lake.processed.name, batch),),
+    )
 
 
 def _newest(ids: Iterable[str]) -> str | None:
@@ -257,25 +299,27 @@ def check_files(lake: Lake, report: Report) -> None:
     for name, bucket, downstream in sides:
         for key, (batch, what) in broken_files(bucket).items():
             problem = f"s3://{bucket.name}/{key} of {name} batch {batch} {what}"
-            pending = name == "ingestion" and (newest_processed is None or batch > newest_processed)
+            if name == "processed":
+                effect = (
+                    "Athena/Glue readers miss its rows"
+                    if batch in downstream
+                    else "load fails on this batch every run"
+                )
+                report.add(rederivable(lake, "file", problem, batch, effect))
+                continue
+            pending = newest_processed is None or batch > newest_processed
             if pending:
                 pending_findings.setdefault(batch, len(report.findings))
                 advice = (
                     "transform fails on this batch every run; --repair moves the batch aside"
                     " and extracts its changes again as a new batch"
                 )
-            elif batch in downstream:
-                stage = "transformed" if name == "ingestion" else "loaded"
-                advice = (
-                    f"the batch is already {stage}, so the pipeline does not need the file, but"
-                    " Athena/Glue readers miss its rows; restore it from S3 versioning or a"
-                    " backup; not repaired automatically"
-                )
             else:
                 advice = (
-                    f"{'transform' if name == 'ingestion' else 'load'} fails on this batch every"
-                    " run; restore the object from S3 versioning or a backup; not repaired"
-                    " automatically"
+                    "the batch is already transformed, so the pipeline does not need the file,"
+                    " but it is the record: Athena/Glue readers miss its rows and no processed"
+                    " batch up to it can be rebuilt; restore it from S3 versioning or a backup"
+                    " (nothing else holds the rows as extracted); not repaired automatically"
                 )
             report.add(Finding("file", problem, advice))
     if pending_findings:
@@ -296,17 +340,25 @@ def check_files(lake: Lake, report: Report) -> None:
         )
 
 
-def check_chain(name: str, manifests: dict[str, Any], report: Report) -> None:
-    """Each manifest names the batch before it: none was removed or written out of order."""
+def _unreadable_batches(bucket: Bucket[Any]) -> set[str]:
+    return {layout.batch_id_of_manifest(key) for key in bucket.unreadable}
+
+
+def check_chain(name: str, bucket: Bucket[Any], report: Report) -> None:
+    """Each manifest names the batch before it: none was removed or written out of order.
+    A batch whose manifest cannot be read still counts (it has its own finding)."""
     before = None
-    for batch, manifest in manifests.items():
-        if manifest["previous_batch_id"] != before:
+    unreadable = _unreadable_batches(bucket)
+    for batch in sorted(set(bucket.manifests) | unreadable):
+        manifest = bucket.manifests.get(batch)
+        if manifest is not None and manifest["previous_batch_id"] != before:
             report.add(
                 Finding(
                     "chain",
                     f"{name} manifest {batch} follows {manifest['previous_batch_id']}, not {before}",
-                    "a manifest was removed, restored or written out of order; compare the"
-                    " bucket's history (S3 versioning) with the ledger; not repaired automatically",
+                    "a manifest was removed, restored or written out of order; a lost processed"
+                    " manifest of a loaded batch is rebuilt by --repair (the ledger line names"
+                    " it), an ingestion manifest is the record: restore it from S3 versioning",
                 )
             )
         before = batch
@@ -315,7 +367,8 @@ def check_chain(name: str, manifests: dict[str, Any], report: Report) -> None:
 def check_transformed(lake: Lake, report: Report) -> None:
     """Every ingestion batch is transformed or still pending (newer than the newest
     processed batch); every processed batch comes from an ingestion batch."""
-    ingested, processed = set(lake.ingestion.manifests), set(lake.processed.manifests)
+    ingested = set(lake.ingestion.manifests) | _unreadable_batches(lake.ingestion)
+    processed = set(lake.processed.manifests) | _unreadable_batches(lake.processed)
     newest = _newest(processed)
     skipped = {b for b in ingested - processed if newest is not None and b < newest}
     if skipped:
@@ -345,17 +398,25 @@ def check_transformed(lake: Lake, report: Report) -> None:
 def check_ledger(lake: Lake, report: Report) -> None:
     """The ledger holds processed batches only, in batch order, and none was skipped."""
     processed, loaded = set(lake.processed.manifests), lake.ledger
-    unknown = set(loaded) - processed
-    if unknown:
-        report.add(
-            Finding(
-                "ledger",
-                f"{len(unknown)} loaded batch(es) have no processed manifest: {_examples(unknown)}",
-                "the warehouse holds rows the processed bucket no longer lists; restore the"
-                " manifest from S3 versioning (doctor never deletes warehouse rows)",
-                len(unknown),
+    unknown = (
+        set(loaded)
+        - processed
+        - {layout.batch_id_of_manifest(k) for k in lake.processed.unreadable}
+    )
+    for batch in sorted(unknown):
+        problem = f"loaded batch {batch} has no processed manifest"
+        if batch in lake.ingestion.manifests:
+            report.add(rederivable(lake, "ledger", problem, batch, "its files are not listed"))
+        else:
+            report.add(
+                Finding(
+                    "ledger",
+                    problem + " and no ingestion batch",
+                    "the record of a loaded batch is gone; restore its ingestion manifest from"
+                    " S3 versioning, then --repair rebuilds the processed one (doctor never"
+                    " deletes warehouse rows)",
+                )
             )
-        )
     if loaded != sorted(loaded):
         report.add(
             Finding(
@@ -472,10 +533,7 @@ def check_transform_state(lake: Lake, min_age: timedelta, report: Report) -> Non
                 "transform fails every run ('transform state ... is incomplete'); --repair"
                 " rebuilds it by replaying the transformed ingestion batches"
             )
-            unusable = [
-                k for k in lake.ingestion.unreadable if layout.batch_id_of_manifest(k) <= newest
-            ] + [k for k, (b, _) in broken_files(lake.ingestion).items() if b <= newest]
-            if unusable:
+            if record_damage(lake, newest):
                 actions = ()
                 advice = (
                     "transform fails every run; it cannot be rebuilt while an ingestion batch is"
@@ -796,13 +854,17 @@ class RepairResult:
         return any(line.startswith("moved ingestion batch") for line in self.done)
 
 
-def repair(actions: list[Action], ingestion: ObjectStore, processed: ObjectStore) -> RepairResult:
+def repair(
+    actions: list[Action], ingestion: ObjectStore, processed: ObjectStore, policy: str = SET_ASIDE
+) -> RepairResult:
     """Perform a plan. Never touches the warehouse; never deletes an object a manifest under
-    `_manifests/` references (re-checked here, just before deleting). The caller must hold
-    every stage's lease while this runs, so no stage writes in between."""
+    `_manifests/` references (re-checked here, after every other step, just before
+    deleting). The caller must hold every stage's lease while this runs, so no stage writes
+    in between. `policy` is the bad-row policy rebuilt batches are remodelled under."""
     stores = {ingestion.bucket: ingestion, processed.bucket: processed}
     result = RepairResult()
-    referenced = {name: _referenced_now(store) for name, store in stores.items()}
+    referenced: dict[str, set[str]] = {}
+    rederived = False
     for action in actions:
         store = stores[action.bucket]
         if action.kind == ABORT_UPLOAD:
@@ -815,7 +877,6 @@ def repair(actions: list[Action], ingestion: ObjectStore, processed: ObjectStore
             result.done.append(f"aborted the multipart upload of s3://{store.bucket}/{action.key}")
         elif action.kind == QUARANTINE_BATCH:
             moved = _quarantine(store, action.key)
-            referenced[store.bucket] = _referenced_now(store)
             result.done.append(
                 f"moved ingestion batch {action.key} ({moved} object(s)) to"
                 f" s3://{store.bucket}/{QUARANTINE_PREFIX}{action.key}/"
@@ -831,8 +892,13 @@ def repair(actions: list[Action], ingestion: ObjectStore, processed: ObjectStore
             else:
                 store.delete(layout.STATE_KEY)
                 result.done.append("removed the ingestion state: the next ingest is a full extract")
+        elif action.kind == REDERIVE_BATCH:
+            if not rederived:  # every batch asked for, in one replay
+                wanted = [a.key for a in actions if a.kind == REDERIVE_BATCH]
+                result.done += _rederive(ingestion, processed, wanted, policy)
+                rederived = True
         elif action.kind == REBUILD_TRANSFORM_STATE:
-            batches = rebuild_transform_state(ingestion, store, action.key)
+            batches = rebuild_transform_state(ingestion, store, action.key, policy)
             result.done.append(
                 f"rebuilt the transform state of batch {action.key} from {batches} batch(es)"
             )
@@ -840,6 +906,8 @@ def repair(actions: list[Action], ingestion: ObjectStore, processed: ObjectStore
             store.put_json(TRANSFORM_STATE_KEY, {"batch_id": action.key})
             result.done.append(f"pointed the transform state at batch {action.key}")
         elif action.kind == DELETE_OBJECT:
+            if store.bucket not in referenced:
+                referenced[store.bucket] = _referenced_now(store)
             if action.key in referenced[store.bucket]:
                 result.skipped.append(
                     f"kept s3://{store.bucket}/{action.key}: a manifest references it now"
@@ -850,6 +918,18 @@ def repair(actions: list[Action], ingestion: ObjectStore, processed: ObjectStore
     for line in result.done:
         log_event(logger, "doctor_repaired", action=line)
     return result
+
+
+def _rederive(
+    ingestion: ObjectStore, processed: ObjectStore, batches: list[str], policy: str
+) -> list[str]:
+    transformed = {layout.batch_id_of_manifest(k) for k in processed.keys(layout.MANIFEST_PREFIX)}
+    out = rederive(ingestion, processed, batches, transformed | set(batches), policy)
+    return [
+        f"rebuilt processed batch(es) {', '.join(sorted(batches))} from the ingestion bucket"
+        f" ({out.replayed} batch(es) remodelled): {len(out.files)} file(s)"
+        f" and {len(out.manifests)} manifest(s) written again"
+    ]
 
 
 def _client_call(store: ObjectStore, what: str, key: str, call: Any) -> None:
@@ -968,7 +1048,7 @@ def repair_now(settings: Settings, s3_client: Any, say: Callable[[str], None]) -
     say(f"repair plan: {len(actions)} step(s)" if actions else "repair plan: nothing safe")
     for action in actions:
         say(f"  - {action.describe()}")
-    return repair(actions, ingestion, processed)
+    return repair(actions, ingestion, processed, settings.bad_row_policy)
 
 
 def run(settings: Settings, s3_client: Any, fix: bool, say: Callable[[str], None]) -> bool:

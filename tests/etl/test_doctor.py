@@ -19,7 +19,7 @@ from etl.ingest import ingest
 from etl.load.loader import init_warehouse
 from etl.pipeline import run_cycle
 from etl.storage import ObjectStore
-from etl.transform.batch import SNAPSHOT_PREFIX, output_key
+from etl.transform.batch import SNAPSHOT_PREFIX, output_key, transform_pending
 from etl.transform.batch import STATE_KEY as TRANSFORM_STATE_KEY
 from etl.warehouse import WAREHOUSE_TABLES
 from simulator.expectations import Row, current_fact_versions
@@ -271,9 +271,6 @@ def test_what_is_not_safe_to_repair_is_named_and_left_alone(pipeline: Pipeline) 
         "UPDATE etl.load_ledger SET loaded_at = now() + interval '1 hour' WHERE batch_id = %s",
         pipeline.first,
     )
-    # a loaded processed file edited by hand
-    edited = pipeline.files(processed, pipeline.first)[0]
-    processed.put_bytes(edited, b"edited")
     # an ingestion manifest older than the newest processed batch that nobody transformed,
     # which also breaks the chain of the one after it
     first_ts, second_ts = layout.batch_ts_of(pipeline.first), layout.batch_ts_of(pipeline.second)
@@ -289,10 +286,6 @@ def test_what_is_not_safe_to_repair_is_named_and_left_alone(pipeline: Pipeline) 
     lines = found.stdout.splitlines()
     assert found.returncode == 1
     assert (
-        f"file: s3://{processed.bucket}/{edited} of processed batch {pipeline.first} does not"
-        " match its manifest (size or sha256); the batch is already loaded" in found.stdout
-    )
-    assert (
         f"chain: ingestion manifest {pipeline.second} follows {pipeline.first}, not {early};"
         in found.stdout
     )
@@ -305,12 +298,12 @@ def test_what_is_not_safe_to_repair_is_named_and_left_alone(pipeline: Pipeline) 
         "warehouse-keys: fact_payment: 1 row(s) repeat a (payment_id, last_updated_date,"
         " last_updated_time) already present;" in found.stdout
     )
-    assert lines[-1] == "doctor: 5 broken invariant(s)", found.stdout
+    assert lines[-1] == "doctor: 4 broken invariant(s)", found.stdout
     assert repaired.returncode == 1
     assert "repair plan: nothing safe" in repaired.stdout
-    assert repaired.stdout.splitlines()[-1] == "doctor: 5 broken invariant(s)"
+    assert repaired.stdout.splitlines()[-1] == "doctor: 4 broken invariant(s)"
     assert pipeline.counts() == before  # never a warehouse row deleted
-    assert processed.get_bytes(edited) == b"edited"
+    assert not list(processed.keys("_quarantine/"))
 
 
 def test_a_ledger_row_without_its_batch_and_a_skipped_batch_are_named(pipeline: Pipeline) -> None:
@@ -322,7 +315,10 @@ def test_a_ledger_row_without_its_batch_and_a_skipped_batch_are_named(pipeline: 
     found = pipeline.doctor()
 
     assert found.returncode == 1
-    assert f"ledger: 1 loaded batch(es) have no processed manifest: {LATER};" in found.stdout
+    assert (
+        f"ledger: loaded batch {LATER} has no processed manifest and no ingestion batch;"
+        " the record of a loaded batch is gone; restore its ingestion manifest" in found.stdout
+    )
     assert (
         f"ledger: 1 processed batch(es) older than the newest loaded batch {LATER} were never"
         f" loaded: {pipeline.first};" in found.stdout
@@ -473,5 +469,64 @@ def test_a_damaged_state_object_is_a_finding_and_repair_rebuilds_it(
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert run.returncode == 0, run.stderr
     assert healthy.returncode == 0, healthy.stdout
+    pipeline.expect_current()
+    pipeline.warehouse_is_expected()
+
+
+def test_lost_or_altered_processed_data_is_rebuilt_from_the_ingestion_bucket(
+    pipeline: Pipeline,
+) -> None:
+    """The processed bucket is derived: a lost or altered file, an unreadable manifest or
+    one lost for a loaded batch is rebuilt, loaded or not, with the bytes transform wrote."""
+    processed = pipeline.processed
+    pipeline.day()
+    ingest(pipeline.settings, pipeline.s3)
+    [pending] = transform_pending(pipeline.settings, pipeline.s3)  # not loaded yet
+    original = {
+        key: processed.get_bytes(key)
+        for batch in (pipeline.first, pipeline.second, pending.batch_id)
+        for key in pipeline.files(processed, batch)
+    }
+    lost, edited, unloaded = (
+        pipeline.files(processed, pipeline.first)[0],
+        pipeline.files(processed, pipeline.second)[-1],
+        pipeline.files(processed, pending.batch_id)[0],
+    )
+    processed.delete(lost)
+    processed.put_bytes(edited, (original[edited] or b"")[:100])  # truncated
+    processed.delete(unloaded)
+    manifest_key = layout.manifest_key(pipeline.second)
+    processed.put_bytes(manifest_key, b'{"batch_id": ')  # and its manifest garbled
+    assert run_etl(pipeline.env, "load").returncode != 0  # stuck without a repair
+
+    found = pipeline.doctor()
+    repaired = pipeline.doctor("--repair")
+
+    assert found.returncode == 1
+    assert "Traceback" not in found.stderr
+    assert (
+        f"file: s3://{processed.bucket}/{unloaded} of processed batch {pending.batch_id} is"
+        " missing; load fails on this batch every run; --repair rebuilds it from the ingestion"
+        " bucket" in found.stdout
+    )
+    assert f"s3://{processed.bucket}/{lost} of processed batch {pipeline.first}" in found.stdout
+    assert f"manifest-unreadable: s3://{processed.bucket}/{manifest_key}" in found.stdout
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "rebuilt processed batch(es)" in repaired.stdout
+    for key, body in original.items():  # the very bytes transform wrote
+        assert processed.get_bytes(key) == body, key
+    assert pipeline.processed.get_json(manifest_key) is not None
+
+    processed.delete(layout.manifest_key(pipeline.first))  # a loaded batch's manifest lost
+    lost_manifest = pipeline.doctor()
+    assert (
+        f"ledger: loaded batch {pipeline.first} has no processed manifest" in lost_manifest.stdout
+    )
+    assert pipeline.doctor("--repair").returncode == 0
+    assert processed.get_json(layout.manifest_key(pipeline.first)) is not None
+
+    run = run_etl(pipeline.env, "run")
+    assert run.returncode == 0, run.stderr
+    assert pipeline.doctor().returncode == 0
     pipeline.expect_current()
     pipeline.warehouse_is_expected()
