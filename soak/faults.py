@@ -58,6 +58,9 @@ class FaultRecord:
         return self.companion is not None and not self.companion.ok_or_lease
 
     def describe(self) -> str:
+        if self.companion is not None and self.kind in plan.DAMAGE_KINDS:
+            what = self.at if self.injected else "not injected"
+            return f"{self.kind} {what} -> {self.companion.stage}: {self.companion.describe()}"
         if self.companion is not None:
             other = "paused one" if self.kind == plan.PAUSED_STAGE else "second"
             where = f"{self.stage}@{self.at}" if self.injected else f"{self.stage} (not reached)"

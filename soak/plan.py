@@ -21,6 +21,12 @@ DATABASE_RESTARTED = "database_restarted"
 CONNECTION_TERMINATED = "connection_terminated"
 CONCURRENT_STAGE = "concurrent_stage"  # a second process of the stage, at a random moment
 PAUSED_STAGE = "paused_stage"  # SIGSTOP at a step, another process takes over, SIGCONT
+# damage from outside (soak.damage), each answered with a documented command
+POISON_ROW = "poison_row"  # an impossible date in a fact source row
+LOST_PROCESSED_FILE = "lost_processed_file"  # a processed parquet deleted or truncated
+GARBAGE_STATE = "garbage_state"  # a state object overwritten with bytes that are not JSON
+WAREHOUSE_DAMAGE = "warehouse_damage"  # fact rows deleted, a dimension value defaced
+DAMAGE_KINDS = (POISON_ROW, LOST_PROCESSED_FILE, GARBAGE_STATE, WAREHOUSE_DAMAGE)
 
 FAULT_KINDS: tuple[str, ...] = (
     INGEST_KILLED_BEFORE_MANIFEST,
@@ -33,6 +39,7 @@ FAULT_KINDS: tuple[str, ...] = (
     CONNECTION_TERMINATED,
     CONCURRENT_STAGE,
     PAUSED_STAGE,
+    *DAMAGE_KINDS,
 )
 
 

@@ -28,6 +28,8 @@ from etl.load.loader import init_warehouse
 from etl.storage import ObjectStore
 from simulator.expectations import Row, current_fact_versions
 from simulator.seed import SeedPlan, seed_totesys
+from soak import plan as kinds
+from soak.damage import Damager
 from soak.faults import FaultRecord, Injector, stage_for
 from soak.plan import SoakPlan, schedule
 from soak.proxy import TcpProxy
@@ -123,9 +125,45 @@ class Soak:
             # fault costs seconds, not the production default
             "LEASE_TIMEOUT_SECONDS": str(SOAK_LEASE_TIMEOUT),
         }
+        self.damager = Damager(self.lake, self.env, random.Random(f"{plan.seed}:damage"))
 
     def cycle(self, number: int, fault_kind: str | None) -> CycleRecord:
+        if fault_kind in kinds.DAMAGE_KINDS:
+            return self.damaged_cycle(number, fault_kind)
+        events = self.business_hours(number)
+        return self.stages(number, events, fault_kind)
+
+    def business_hours(self, number: int) -> Counter[str]:
+        """What totesys does between two cycles, and the correction of old poisoned rows."""
         events = self.business.cycle(self.rng, self.plan.late_rate, self.plan.max_hours)
+        if self.damager.correct_poisoned(number, self.business.clock):
+            events["poisoned_row_corrected"] += 1
+        return events
+
+    def damaged_cycle(self, number: int, kind: str) -> CycleRecord:
+        """Damage before the stages (after them for the warehouse), then the answer."""
+        events = self.business_hours(number)
+        before: dict[str, Callable[[], FaultRecord]] = {
+            kinds.POISON_ROW: lambda: self.damager.poison(number, self.business.clock),
+            kinds.LOST_PROCESSED_FILE: lambda: self.damager.lose_processed_file(number),
+            kinds.GARBAGE_STATE: lambda: self.damager.garble_state(number),
+        }
+        fault = before[kind]() if kind in before else None
+        record = self.stages(number, events, None)
+        if kind == kinds.WAREHOUSE_DAMAGE:
+            loaded = all(s.ok for s in record.stages)
+            fault = self.damager.damage_warehouse(number) if loaded else None
+            if fault is not None and fault.injected:
+                fault = self.damager.replay(fault)
+        elif fault is not None and fault.injected and kind == kinds.POISON_ROW:
+            fault = self.damager.flowed(fault, record.stages)
+        elif fault is not None and fault.injected:
+            fault = self.damager.repair(fault, record.stages)
+        if fault is None:
+            fault = FaultRecord(number, kind, "-", "-", False, "the load did not succeed")
+        return CycleRecord(number, events, record.stages, fault)
+
+    def stages(self, number: int, events: Counter[str], fault_kind: str | None) -> CycleRecord:
         target = stage_for(fault_kind, self.rng) if fault_kind else None
         outcomes: list[StageOutcome] = []
         fault: FaultRecord | None = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploy.local.stack import LocalStack
-from soak.plan import FAULT_KINDS, SoakPlan
+from soak.plan import DAMAGE_KINDS, FAULT_KINDS, SoakPlan
 from soak.run import run_soak
 
 
@@ -15,7 +15,7 @@ def test_a_short_soak_with_every_kind_of_fault_loses_and_duplicates_nothing(tmp_
     lines: list[str] = []
     # every kind once at a random cycle, no other faults: three cycles left to retry a kill
     # that came after its stage had already finished
-    plan = SoakPlan(cycles=13, seed=7, fault_rate=0.0)
+    plan = SoakPlan(cycles=18, seed=7, fault_rate=0.0)
 
     report = run_soak(plan, tmp_path / "soak", log=lines.append)
 
@@ -26,7 +26,9 @@ def test_a_short_soak_with_every_kind_of_fault_loses_and_duplicates_nothing(tmp_
     late = sum(n for c in report.cycles for k, n in c.events.items() if k.startswith("late_"))
     assert late > 0, "rows committed late inside the overlap were part of the history"
     companions = [c.fault for c in report.cycles if c.fault and c.fault.companion is not None]
-    assert {f.kind for f in companions} == {"concurrent_stage", "paused_stage"}, report.summary()
+    assert {f.kind for f in companions} == {"concurrent_stage", "paused_stage", *DAMAGE_KINDS}, (
+        report.summary()
+    )
     assert all(f.companion is not None and f.companion.ok_or_lease for f in companions)
     assert report.cycles[-1].fault is None and all(s.ok for s in report.cycles[-1].stages)
     assert "mismatches 0" in report.summary()
