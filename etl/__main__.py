@@ -1,10 +1,10 @@
-"""python -m etl ingest|transform|load|run|init-warehouse|status|doctor|reconcile
+"""python -m etl ingest|transform|load|run|init-warehouse|status|doctor|reconcile|replay
 
 Configured by the environment (TOTESYS_DB_URL, WAREHOUSE_DB_URL, INGESTION_BUCKET,
 PROCESSED_BUCKET, AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, credentials through boto3's own
 chain, INGEST_OVERLAP_SECONDS, TOTESYS_TABLES, WAREHOUSE_SCHEMA, WAREHOUSE_NAME_MAP,
 SOURCE_TIMEZONE, METRICS_SINK (none|local|cloudwatch), METRICS_FILE, PIPELINE_ENVIRONMENT,
-LEASE_WAIT_SECONDS, LEASE_TIMEOUT_SECONDS); flags override.
+LEASE_WAIT_SECONDS, LEASE_TIMEOUT_SECONDS, BAD_ROW_POLICY (set_aside|fail)); flags override.
 
 Exit codes (one-line error on stderr otherwise):
   0   success

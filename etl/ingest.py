@@ -67,7 +67,10 @@ class IngestResult:
 
 def _state_document(store: ObjectStore) -> IngestState:
     try:
-        state = IngestState.from_json(store.get_json(layout.STATE_KEY))
+        document = store.get_json(layout.STATE_KEY)
+        if document is not None and not isinstance(document, dict):
+            raise TypeError("not an object")
+        state = IngestState.from_json(document)
         if state.batch_id is not None:
             layout.batch_ts_of(state.batch_id)  # a batch id, or ValueError / TypeError
     except (AttributeError, TypeError, ValueError, KeyError):  # JSON of another shape

@@ -198,8 +198,12 @@ class ObjectStore:
         if body is None:
             return None
         try:
-            return json.loads(body)
-        except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self.damaged(key, "not UTF-8 text, so not a JSON document") from None
+        try:
+            return json.loads(text)
+        except ValueError as error:  # JSONDecodeError
             raise self.damaged(key, f"not valid JSON ({str(error).splitlines()[0]})") from None
 
     def damaged(self, key: str, why: str) -> DamagedObjectError:

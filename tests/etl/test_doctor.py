@@ -438,6 +438,7 @@ def test_debris_of_a_live_writer_is_only_noted_until_it_is_old() -> None:
         ("processed", TRANSFORM_STATE_KEY, b"[1, 2]"),
         ("ingestion", layout.STATE_KEY, b"\x00\xff not json"),
         ("ingestion", layout.STATE_KEY, b'{"batch_id": 7}'),
+        ("ingestion", layout.STATE_KEY, b"[]"),
         ("processed", "snapshot", b"PAR1 truncated"),
     ],
 )
