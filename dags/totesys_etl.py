@@ -212,17 +212,21 @@ def totesys_etl() -> None:
         """Apply every processed batch not in the warehouse yet, each in one transaction;
         returns their ids and, when a sweep batch was among them, the versions it found that
         the incremental path had missed (also sent as the SweepMissedVersions metric)."""
+        from airflow.sdk import get_current_context
         from totesys_airflow.connections import metrics_sink, s3_client
         from totesys_airflow.errors import failing_fast_on_bad_input
+        from totesys_airflow.rejects_email import email_load_set_aside_rows
 
         from etl.backfill import report_sweep
         from etl.monitoring import monitored_load
         from etl.storage import ObjectStore
 
         with failing_fast_on_bad_input():
-            s3, sink = s3_client(), metrics_sink(CONFIG)
-            loaded = monitored_load(_settings(), s3, sink)
+            s3, sink, settings = s3_client(), metrics_sink(CONFIG), _settings()
+            loaded = monitored_load(settings, s3, sink)
             missed = report_sweep(ObjectStore(s3, CONFIG.ingestion_bucket), loaded, sink)
+            # rows too large for this warehouse's columns: one email per batch, once
+            email_load_set_aside_rows(CONFIG, settings, get_current_context())
             return {"loaded": [r.batch_id for r in loaded], "sweep_missed_versions": missed}
 
     @task(trigger_rule="none_failed", retries=0)

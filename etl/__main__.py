@@ -32,7 +32,7 @@ from etl.config import Settings
 from etl.errors import EXIT_OK, EtlError, exit_code, one_line
 from etl.freshness import measure
 from etl.ingest import IngestResult
-from etl.load import ledger
+from etl.load import ledger, too_large
 from etl.load import waiting as waiting_facts
 from etl.load.loader import LoadResult, connect_warehouse, init_warehouse, replay
 from etl.logs import configure_cli_logging
@@ -43,6 +43,7 @@ from etl.reconcile import Reconciliation, reconcile
 from etl.status import (
     describe_delay,
     ingestion_status,
+    load_set_aside_lines,
     pending_load,
     pending_transform,
     set_aside_lines,
@@ -193,9 +194,11 @@ def status_lines(settings: Settings, s3: Any) -> list[str]:
                 ledger.ensure_ledger(conn)
                 last = ledger.last_loaded(conn)
                 parked = waiting_facts.counts(conn)
+                too_large_rows = too_large.open_rows(conn)
             queued = pending_load(processed, last)
             lines.append(f"last loaded batch: {last or '-'}")
             lines.append(f"pending load: {len(queued)} batch(es) {' '.join(queued[:5])}".rstrip())
+            lines += load_set_aside_lines(too_large_rows)
             lines += waiting_lines(parked)
     if settings.totesys_db_url and settings.warehouse_db_url:
         try:

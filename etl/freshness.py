@@ -19,7 +19,7 @@ from psycopg import sql
 from etl.config import Settings
 from etl.database import connect
 from etl.errors import EtlError, one_line
-from etl.load import waiting
+from etl.load import too_large, waiting
 from etl.load.target import Target
 from etl.storage import ObjectStore
 from etl.transform.batch import open_rejects
@@ -144,9 +144,10 @@ def set_aside_versions(settings: Settings, processed: ObjectStore | None) -> Set
         for row in open_rejects(processed).to_pylist():
             add(row["table"], row["key"], row["last_updated"])
     with connect(settings.warehouse_db_url, "the warehouse") as conn:
-        for fact, rows in waiting.versions(conn).items():
-            for key, updated in rows:
-                add(fact, key, updated)
+        for versions in (waiting.versions(conn), too_large.fact_versions(conn)):
+            for fact, rows in versions.items():
+                for key, updated in rows:
+                    add(fact, key, updated)
     return found
 
 

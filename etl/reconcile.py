@@ -41,7 +41,7 @@ from etl.config import SET_ASIDE, Settings
 from etl.csv_format import COPY_OPTIONS, iter_extract, select_expression
 from etl.database import connect
 from etl.errors import EtlError
-from etl.load import ledger, waiting
+from etl.load import ledger, too_large, waiting
 from etl.load.target import Target
 from etl.manifests import ingestion as ingestion_manifest
 from etl.storage import ObjectStore
@@ -251,7 +251,18 @@ def set_aside_facts(
                 ids[table].add(int(key))
     for fact, versions in waiting.versions(warehouse_conn).items():
         ids[fact].update(int(key) for key, _ in versions)
+    for fact, versions in too_large.fact_versions(warehouse_conn).items():
+        ids[fact].update(int(key) for key, _ in versions)
     return ids
+
+
+def set_aside_at_load(warehouse_conn: Connection) -> dict[str, set[str]]:
+    """Per dimension, the keys (as text) load set aside as too large for the warehouse."""
+    keys: dict[str, set[str]] = {}
+    rows = too_large.open_rows(warehouse_conn)
+    for table, key in zip(rows["table"].to_pylist(), rows["key"].to_pylist(), strict=True):
+        keys.setdefault(table, set()).add(key)
+    return keys
 
 
 def late_ids(name: str, rows: pa.Table, horizon: Horizon) -> set[int]:
@@ -328,6 +339,8 @@ def check_dimensions(
     needed = {table for sources in DIMENSION_SOURCES.values() for table, _ in sources}
     source = {name: _read_source(source_conn, name) for name in sorted(needed)}
     expected, aside = expected_dimensions(source)
+    for name, keys in set_aside_at_load(warehouse_conn).items():
+        aside.setdefault(name, set()).update(keys)
     checks = []
     for table in DIMENSIONS:
         if table.name == "dim_date":

@@ -70,6 +70,17 @@ def set_aside_lines(open_rows: pa.Table) -> list[str]:
     return lines + [f"  {line}" for line in rejects.describe(open_rows, limit=20)]
 
 
+def load_set_aside_lines(open_rows: pa.Table) -> list[str]:
+    """The open rows load set aside (too large for this warehouse's columns); none: nothing."""
+    if open_rows.num_rows == 0:
+        return []
+    lines = [
+        f"set aside at load: {open_rows.num_rows} row(s) open, too large for this warehouse's"
+        " columns (etl.load_set_aside; docs/operations.md, 'Rows set aside'):"
+    ]
+    return lines + [f"  {line}" for line in rejects.describe(open_rows, limit=20)]
+
+
 def waiting_lines(counts: dict[str, int]) -> list[str]:
     """Fact versions held back because a dimension row they refer to is not loaded yet."""
     if not counts:

@@ -10,7 +10,10 @@ from typing import Any
 
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
+from etl.config import Settings
 from etl.errors import LeaseLostError
+from etl.load import too_large
+from etl.load.loader import connect_warehouse
 from etl.storage import ObjectStore
 from etl.transform import rejects, rejects_area
 from totesys_airflow.config import DagConfig
@@ -59,6 +62,14 @@ def _send(notifier: SmtpNotifier, context: Any, batch: rejects_area.BatchRejects
         )
         return False
     return True
+
+
+def email_load_set_aside_rows(config: DagConfig, settings: Settings, context: Any) -> list[str]:
+    """Email every batch whose rows load set aside (too large for this warehouse's
+    columns) and that was not emailed yet; returns the batch ids emailed."""
+    notifier = _email(config)
+    with connect_warehouse(settings) as conn:
+        return too_large.report_unreported(conn, lambda batch: _send(notifier, context, batch))
 
 
 def email_set_aside_rows(config: DagConfig, s3: Any, context: Any) -> list[str]:

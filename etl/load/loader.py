@@ -20,7 +20,7 @@ import io
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import IO, Any
@@ -37,12 +37,13 @@ from etl.database import connect
 from etl.drift import column_drift
 from etl.errors import EtlError, SchemaDriftError, is_transient_database_error, one_line
 from etl.lease import Lease, hold
-from etl.load import ledger, waiting
+from etl.load import ledger, too_large, waiting
 from etl.load.target import Target
 from etl.logs import log_event
 from etl.manifests import processed as processed_manifest
 from etl.manifests.processed import ProcessedManifest, ProcessedTableEntry
 from etl.storage import ObjectStore
+from etl.transform.rejects import RejectLog, summary
 from etl.warehouse import WAREHOUSE_TABLES, WarehouseTable
 
 logger = logging.getLogger("etl.load")
@@ -61,10 +62,16 @@ class LoadResult:
 
 
 def stage(
-    conn: Connection, target: Target, table: WarehouseTable, data: pq.ParquetFile | None
+    conn: Connection,
+    target: Target,
+    table: WarehouseTable,
+    data: pq.ParquetFile | None,
+    limits: Sequence[too_large.Limit] = (),
+    rejects: RejectLog | None = None,
 ) -> sql.Identifier:
     """A temporary copy of the target's columns holding this batch's rows (none without
-    `data`), copied one record batch at a time."""
+    `data`), copied one record batch at a time; rows with a value beyond the target
+    column's `limits` go to `rejects` instead (etl.load.too_large)."""
     staging = sql.Identifier(f"stage_{table.name}")
     conn.execute(
         sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
@@ -77,7 +84,8 @@ def stage(
         staging, target.columns(table)
     )
     with conn.cursor() as cur, cur.copy(copy_sql) as copy:
-        for index, chunk in enumerate(data.iter_batches(batch_size=COPY_CHUNK_ROWS)):
+        for index, whole in enumerate(data.iter_batches(batch_size=COPY_CHUNK_ROWS)):
+            chunk = too_large.split(whole, table, list(limits), rejects or RejectLog())
             buffer = io.BytesIO()
             pacsv.write_csv(chunk, buffer, pacsv.WriteOptions(include_header=index == 0))
             copy.write(buffer.getvalue())
@@ -208,6 +216,7 @@ def load_batch(
     lease: Lease | None = None,
     policy: str = SET_ASIDE,
     replay: tuple[str, ...] = (),
+    limits: Mapping[str, list[too_large.Limit]] | None = None,
 ) -> LoadResult | None:
     """Load one processed batch in one transaction; None if it was loaded before. With
     `replay` (warehouse tables), apply only those tables of a batch that was loaded before,
@@ -239,13 +248,19 @@ def load_batch(
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (ledger.LOCK_KEY,))
                 if ledger.is_loaded(conn, batch_id) != bool(replay):
                     return None
+                rejects = RejectLog(policy, batch_id)
+                open_set_aside = too_large.any_open(conn)
                 for name, table in WAREHOUSE_TABLES.items():  # dims first, then facts
                     data = downloaded.get(name)
                     set_aside = policy == SET_ASIDE and table.kind == "fact"
                     if (data is None and not set_aside) or (replay and name not in replay):
                         continue
                     current = name
-                    staging = stage(conn, target, table, data)
+                    staging = stage(
+                        conn, target, table, data, (limits or {}).get(name, ()), rejects
+                    )
+                    if open_set_aside:
+                        too_large.close_loaded(conn, target, table, staging)
                     counts = (
                         upsert_dimension(conn, target, table, staging)
                         if table.kind == "dim"
@@ -257,6 +272,10 @@ def load_batch(
                     tables[name] = {"staged": staged, **counts}
                     step(f"table:{name}")
                 current = "the ledger"
+                for name, n in summary(rejects.found()).items():
+                    tables.setdefault(name, {"staged": 0, "inserted": 0, "updated": 0})
+                    tables[name]["set_aside"] = n
+                too_large.record(conn, rejects.found())
                 if lease is not None:
                     lease.check_in(conn, f"committing batch {batch_id}")
                 seconds = time.perf_counter() - started
@@ -289,9 +308,12 @@ def load_pending(
         return _load_pending(settings, s3_client, on_step, lease)
 
 
-def prepare_session(conn: Connection, settings: Settings, target: Target) -> None:
+def prepare_session(
+    conn: Connection, settings: Settings, target: Target
+) -> dict[str, list[too_large.Limit]]:
     """Before a loader's first batch: a transaction left open by a paused loader is rolled
-    back by the server; the warehouse has the columns we write; the bookkeeping exists."""
+    back by the server; the warehouse has the columns we write; the bookkeeping exists.
+    Returns the target columns narrower than the contract (etl.load.too_large)."""
     timeout = str(int(settings.lease_timeout.total_seconds() * 1000))
     conn.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, false)", (timeout,))
     for warning in target.check(conn):
@@ -300,7 +322,10 @@ def prepare_session(conn: Connection, settings: Settings, target: Target) -> Non
     ledger.ensure_ledger(conn)
     if settings.bad_row_policy == SET_ASIDE:
         waiting.ensure(conn, target)
+    too_large.ensure(conn)
+    limits = too_large.read_limits(conn, target)
     conn.commit()
+    return limits
 
 
 def _load_pending(
@@ -309,12 +334,13 @@ def _load_pending(
     processed = ObjectStore(s3_client, settings.processed_bucket)
     target = Target(settings.warehouse_schema, settings.warehouse_names)
     with connect_warehouse(settings) as conn:
-        prepare_session(conn, settings, target)
+        limits = prepare_session(conn, settings, target)
         last = ledger.last_loaded(conn)
         conn.commit()
         start_after = layout.manifest_key(last) if last else ""
         keys = processed.keys(layout.MANIFEST_PREFIX, start_after=start_after)
-        return apply_batches(conn, settings, target, processed, keys, on_step, lease)
+        return apply_batches(conn, settings, target, processed, keys, on_step, lease,
+                             limits=limits)  # fmt: skip
 
 
 def apply_batches(
@@ -326,6 +352,7 @@ def apply_batches(
     on_step: StepHook | None,
     lease: Lease,
     replay: tuple[str, ...] = (),
+    limits: Mapping[str, list[too_large.Limit]] | None = None,
 ) -> list[LoadResult]:
     """load_batch for each manifest, in order; the batches it applied."""
     step = on_step or (lambda _: None)
@@ -334,7 +361,7 @@ def apply_batches(
         manifest = processed_manifest.read_key(processed, key)
         assert manifest is not None
         result = load_batch(conn, target, processed, manifest, step, lease,
-                            settings.bad_row_policy, replay)  # fmt: skip
+                            settings.bad_row_policy, replay, limits)  # fmt: skip
         if result is not None:
             results.append(result)
     return results
@@ -363,7 +390,7 @@ def replay(
         processed = ObjectStore(s3_client, settings.processed_bucket)
         target = Target(settings.warehouse_schema, settings.warehouse_names)
         with connect_warehouse(settings) as conn:
-            prepare_session(conn, settings, target)
+            limits = prepare_session(conn, settings, target)
             loaded = set(ledger.loaded_batches(conn))
             conn.commit()
             start = layout.manifest_key(from_batch) if from_batch else ""
@@ -372,7 +399,9 @@ def replay(
                 for key in processed.keys(layout.MANIFEST_PREFIX)
                 if key >= start and layout.batch_id_of_manifest(key) in loaded
             ]
-            return apply_batches(conn, settings, target, processed, keys, on_step, lease, tables)
+            return apply_batches(
+                conn, settings, target, processed, keys, on_step, lease, tables, limits
+            )
 
 
 def init_warehouse(settings: Settings) -> str:
