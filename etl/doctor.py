@@ -33,7 +33,7 @@ import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 
-from etl import layout, lease
+from etl import bookkeeping, layout, lease
 from etl.config import SET_ASIDE, Settings
 from etl.errors import DamagedObjectError, EtlError, StorageError
 from etl.ingest import ingest
@@ -804,7 +804,9 @@ def look(
     target: Target,
     now: datetime | None = None,
 ) -> Lake:
-    """Read everything the checks need. Reads only."""
+    """Read everything the checks need. Reads only (and only bookkeeping that is the
+    loader's own: etl.bookkeeping)."""
+    bookkeeping.check(conn)
     lake = Lake(
         _bucket(ingestion, ingestion_manifest.read_key, layout.STATE_KEY),
         _with_snapshot_damage(

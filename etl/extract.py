@@ -17,7 +17,7 @@ from psycopg import sql
 from etl.csv_format import COPY_OPTIONS, select_expression
 from etl.errors import SchemaDriftError
 from etl.storage import ObjectStore, WrittenObject
-from etl.tables import REPLICATION_KEY, SourceTable
+from etl.tables import REPLICATION_KEY, SOURCE_SCHEMA, SourceTable, source_table
 from etl.watermark import Bookmark, Version
 
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -46,8 +46,8 @@ def check_source_columns(conn: Connection, table: SourceTable) -> list[str]:
     found: dict[str, str] = dict(
         conn.execute(
             "SELECT column_name, data_type FROM information_schema.columns"
-            " WHERE table_schema = 'public' AND table_name = %s",
-            (table.name,),
+            " WHERE table_schema = %s AND table_name = %s",
+            (SOURCE_SCHEMA, table.name),
         ).fetchall()
     )
     if not found:
@@ -105,7 +105,7 @@ def extract_table(
         where, params = changed_rows_filter(table, bookmark, overlap)
     else:
         where, params = window_rows_filter(*window)
-    name, lu = sql.Identifier(table.name), sql.Identifier(REPLICATION_KEY)
+    name, lu = source_table(table.name), sql.Identifier(REPLICATION_KEY)
     stats = conn.execute(
         sql.SQL("SELECT count(*), max({lu}) FROM {t} {where}").format(lu=lu, t=name, where=where),
         params,

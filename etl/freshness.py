@@ -16,12 +16,14 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg import sql
 
+from etl import bookkeeping
 from etl.config import Settings
 from etl.database import connect
 from etl.errors import EtlError, one_line
 from etl.load import too_large, waiting
 from etl.load.target import Target
 from etl.storage import ObjectStore
+from etl.tables import source_table
 from etl.transform.batch import open_rejects
 from etl.warehouse import FACTS
 
@@ -68,7 +70,7 @@ def warehouse_newest(settings: Settings) -> datetime | None:
 
 def source_newest(settings: Settings) -> datetime | None:
     parts = [
-        sql.SQL("SELECT max(last_updated) FROM {}").format(sql.Identifier(t))
+        sql.SQL("SELECT max(last_updated) FROM {}").format(source_table(t))
         for t in SOURCE_FACT_TABLES
     ]
     query = sql.SQL("SELECT max(m) FROM ({}) AS newest(m)").format(
@@ -144,6 +146,7 @@ def set_aside_versions(settings: Settings, processed: ObjectStore | None) -> Set
         for row in open_rejects(processed).to_pylist():
             add(row["table"], row["key"], row["last_updated"])
     with connect(settings.warehouse_db_url, "the warehouse") as conn:
+        bookkeeping.check(conn)  # read only what is the loader's own
         for versions in (waiting.versions(conn), too_large.fact_versions(conn)):
             for fact, rows in versions.items():
                 for key, updated in rows:
@@ -174,7 +177,7 @@ def oldest_missing(
             params[f"{table}_ids"], params[f"{table}_times"] = ids, times
         where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
         parts.append(
-            sql.SQL("SELECT min(last_updated) FROM {} {}").format(sql.Identifier(table), where)
+            sql.SQL("SELECT min(last_updated) FROM {} {}").format(source_table(table), where)
         )
     query = sql.SQL("SELECT min(m) FROM ({}) AS oldest(m)").format(
         sql.SQL(" UNION ALL ").join(parts)

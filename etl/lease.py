@@ -39,7 +39,9 @@ from typing import Any
 
 import psycopg
 
+from etl import bookkeeping
 from etl.config import Settings
+from etl.database import APPLICATION_NAME as PIPELINE_APPLICATION
 from etl.database import connect
 from etl.errors import (
     ConfigError,
@@ -60,7 +62,6 @@ DDL_KEY = 7_471_100  # serialises the CREATE ... IF NOT EXISTS below between sta
 POLL_SECONDS = 0.5
 
 LEASE_DDL = """
-CREATE SCHEMA IF NOT EXISTS etl;
 CREATE TABLE IF NOT EXISTS etl.stage_lease (
     stage      text PRIMARY KEY,
     generation bigint NOT NULL,        -- fencing token: +1 for every new holder
@@ -170,9 +171,47 @@ def _keepalive_options(timeout: float) -> dict[str, Any]:
 
 
 def _ensure_table(conn: Connection) -> None:
+    """The lease table in the loader's own bookkeeping schema (etl.bookkeeping refuses one
+    that is not). The session's lock_timeout bounds the wait for the DDL key."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_KEY,))
+        bookkeeping.ensure_schema(conn)
         conn.execute(LEASE_DDL.encode())
+        bookkeeping.check(conn)
+
+
+# who holds one advisory key of this database, whoever they are (a pipeline process or not)
+_KEY_HOLDERS = """
+SELECT a.pid, a.usename, a.application_name, a.client_addr::text, a.backend_start
+  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND l.classid = %s::oid AND l.objid = %s::oid
+"""
+
+
+def busy_holder(conn: Connection, stage: str) -> str:
+    """Who really holds `stage`'s lock, from the server's own lock table: the pipeline
+    process the lease row names, or a session that is not the pipeline's at all."""
+    key = STAGE_KEYS[stage]
+    rows = conn.execute(_KEY_HOLDERS, (key >> 32, key & 0xFFFFFFFF)).fetchall()
+    recorded = current_holder(conn, stage)
+    if not rows:
+        return recorded.describe() if recorded else "another process (gone now)"
+    pid, user, application, address, started = rows[0]
+    # the server hides another login's application, address and start from non-superusers
+    details = [f"login {user}"]
+    if application is not None:
+        details.append(f"application {application!r}")
+    if address is not None:
+        details.append(f"from {address}")
+    if started is not None:
+        details.append(f"connected {started:%Y-%m-%d %H:%M:%S}")
+    session = f"server pid {pid} ({', '.join(details)})"
+    if application == PIPELINE_APPLICATION and recorded is not None:
+        return f"{recorded.describe()}, {session}"
+    last = f"; the last pipeline holder was {recorded.describe()}" if recorded else ""
+    return f"{session}, which is not a pipeline process{last}"
 
 
 def current_holder(conn: Connection, stage: str) -> Holder | None:
@@ -201,6 +240,7 @@ def hold(settings: Settings, stage: str) -> Iterator[Lease]:
         conn.execute(
             "SELECT set_config('idle_session_timeout', %s, false)", (str(int(timeout * 1000)),)
         )
+        bookkeeping.bounded_locks(conn, settings.lease_wait)
         _ensure_table(conn)
         deadline = time.monotonic() + settings.lease_wait.total_seconds()
         waited = False
@@ -212,8 +252,7 @@ def hold(settings: Settings, stage: str) -> Iterator[Lease]:
                 log_event(logger, "lease_wait", stage=stage)
                 waited = True
             if time.monotonic() >= deadline:
-                holder = current_holder(conn, stage)
-                shown = holder.describe() if holder else "another process"
+                shown = busy_holder(conn, stage)
                 raise LeaseBusyError(
                     f"the {stage} lease is held by {shown}; gave up after"
                     f" {settings.lease_wait.total_seconds():.0f}s, nothing written"

@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg import sql
 
+from etl import bookkeeping
 from etl.config import SET_ASIDE, Settings
 from etl.csv_format import COPY_OPTIONS, iter_extract, select_expression
 from etl.database import connect
@@ -45,7 +46,7 @@ from etl.load import ledger, too_large, waiting
 from etl.load.target import Target
 from etl.manifests import ingestion as ingestion_manifest
 from etl.storage import ObjectStore
-from etl.tables import REPLICATION_KEY, SOURCE_TABLES
+from etl.tables import REPLICATION_KEY, SOURCE_TABLES, source_table
 from etl.transform import dimensions
 from etl.transform.batch import open_rejects
 from etl.transform.rejects import RejectLog
@@ -197,7 +198,7 @@ def _read_source(conn: Connection, name: str) -> pa.Table:
     table = SOURCE_TABLES[name]
     query = sql.SQL("COPY (SELECT {cols} FROM {t}) TO STDOUT {opts}").format(
         cols=sql.SQL(", ").join(select_expression(c) for c in table.columns),
-        t=sql.Identifier(name),
+        t=source_table(name),
         opts=COPY_OPTIONS,
     )
     with _copied_out(conn, query) as csv:
@@ -244,6 +245,7 @@ def set_aside_facts(
     """Per fact, the ids whose newest version is kept out on purpose: set aside by transform
     (still open) or waiting in the warehouse for a dimension row."""
     ids: dict[str, set[int]] = {fact.name: set() for fact in FACTS}
+    bookkeeping.check(warehouse_conn)  # read only what is the loader's own
     if processed is not None:
         rows = open_rejects(processed)
         for table, key in zip(rows["table"].to_pylist(), rows["key"].to_pylist(), strict=True):
@@ -374,7 +376,7 @@ def _source_versions(name: str, horizon: Horizon, late: Iterable[int]) -> sql.Co
     ).format(
         id=sql.Identifier(table.primary_key),
         lu=sql.Identifier(REPLICATION_KEY),
-        t=sql.Identifier(name),
+        t=source_table(name),
         limit=sql.Literal(horizon.mark.value),
         late=sql.Literal(sorted(late)),
     )
@@ -402,7 +404,7 @@ def _late_fact_ids(conn: Connection, name: str, horizon: Horizon) -> set[int]:
     query = sql.SQL("SELECT {id}, {lu} FROM {t}{where}").format(
         id=sql.Identifier(table.primary_key),
         lu=sql.Identifier(REPLICATION_KEY),
-        t=sql.Identifier(name),
+        t=source_table(name),
         where=sql.SQL("")
         if horizon.floor is None
         else sql.SQL(" WHERE {lu} > {floor}").format(

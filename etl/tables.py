@@ -10,9 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from psycopg import sql
+
 from etl.errors import ConfigError
 
 REPLICATION_KEY = "last_updated"
+# The schema the source tables live in: every query names it, so a schema earlier on the
+# login's search_path (a "$user" schema holding a table of the same name) cannot stand in.
+SOURCE_SCHEMA = "public"
+
+
+def source_table(name: str) -> sql.Identifier:
+    """A source table, schema-qualified (`name` comes from the allow-list)."""
+    return sql.Identifier(SOURCE_SCHEMA, name)
 
 
 @dataclass(frozen=True)

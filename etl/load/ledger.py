@@ -8,10 +8,11 @@ from typing import Any
 
 import psycopg
 
+from etl import bookkeeping
+
 Connection = psycopg.Connection[tuple[Any, ...]]
 
 LEDGER_DDL = """
-CREATE SCHEMA IF NOT EXISTS etl;
 CREATE TABLE IF NOT EXISTS etl.load_ledger (
     batch_id   text PRIMARY KEY,
     loaded_at  timestamptz NOT NULL DEFAULT now(),
@@ -20,13 +21,14 @@ CREATE TABLE IF NOT EXISTS etl.load_ledger (
 );
 """
 
-# One loader at a time per warehouse: a transaction-scoped advisory lock.
-LOCK_KEY = 7_471_001
-
 
 def ensure_ledger(conn: Connection) -> None:
+    """The ledger in the loader's own bookkeeping schema (etl.bookkeeping refuses one that
+    is not). One loader at a time is the load lease's job (etl.lease)."""
     with conn.transaction():
+        bookkeeping.ensure_schema(conn)
         conn.execute(LEDGER_DDL.encode())
+        bookkeeping.check(conn)
 
 
 def last_loaded(conn: Connection) -> str | None:

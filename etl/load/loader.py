@@ -31,7 +31,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from psycopg import sql
 
-from etl import layout
+from etl import bookkeeping, layout
 from etl.config import SET_ASIDE, Settings
 from etl.database import connect
 from etl.drift import column_drift
@@ -245,7 +245,6 @@ def load_batch(
             )
         try:
             with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (ledger.LOCK_KEY,))
                 if ledger.is_loaded(conn, batch_id) != bool(replay):
                     return None
                 rejects = RejectLog(policy, batch_id)
@@ -316,6 +315,7 @@ def prepare_session(
     Returns the target columns narrower than the contract (etl.load.too_large)."""
     timeout = str(int(settings.lease_timeout.total_seconds() * 1000))
     conn.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, false)", (timeout,))
+    bookkeeping.bounded_locks(conn, settings.lease_wait)
     for warning in target.check(conn):
         log_event(logger, "warehouse_warning", logging.WARNING, detail=warning)
     conn.commit()
