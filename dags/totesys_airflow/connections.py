@@ -54,6 +54,8 @@ def pipeline_settings(config: DagConfig, tables: list[str] | None = None) -> Set
         metrics_sink=config.metrics_sink,
         metrics_file=config.metrics_file,
         environment=config.environment,
+        metrics_namespace=config.metrics_namespace,
+        expected_bucket_owner=config.expected_bucket_owner,
     )
 
 
@@ -69,7 +71,7 @@ def metrics_sink(config: DagConfig) -> MetricsSink:
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
     client = AwsBaseHook(aws_conn_id="aws_default", client_type="cloudwatch").get_conn()
-    return CloudWatchMetrics(client, config.environment)
+    return CloudWatchMetrics(client, config.environment, config.metrics_namespace)
 
 
 def s3_client() -> Any:
