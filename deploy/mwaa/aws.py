@@ -45,6 +45,18 @@ class AwsClients:
         )
 
 
+def expect_bucket_owner(s3: Any, account: str) -> None:
+    """Every S3 call of this client that can carry ExpectedBucketOwner carries `account`:
+    bucket names are predictable, so a bucket someone else created under ours is never read
+    from, written to or configured (S3 answers 403 instead)."""
+
+    def add_owner(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if "ExpectedBucketOwner" in getattr(model.input_shape, "members", {}):
+            params.setdefault("ExpectedBucketOwner", account)
+
+    s3.meta.events.register("provide-client-params.s3.*", add_owner, unique_id="expect-owner")
+
+
 def keep_request_bodies_out_of_logs() -> None:
     """botocore logs whole request parameters at DEBUG, secret values included; a deployment
     never lets those records through, whatever the root logger's level."""

@@ -1,18 +1,21 @@
 """Watching the pipeline from outside Airflow: an SNS topic with the alert addresses, a
-CloudWatch dashboard and two alarms, made idempotent like the rest of the deployment.
+CloudWatch dashboard and three alarms, made idempotent like the rest of the deployment.
 
-The alarms watch the metrics the pipeline itself publishes (etl/metrics.py, namespace
-Totesys/Pipeline, dimension Environment):
+Two alarms watch the metrics the pipeline itself publishes (etl/metrics.py) in this
+environment's own namespace, `Totesys/Pipeline/<prefix>-<env>` (only this environment's
+role may publish there), dimension Environment:
 
 - **lag**: the oldest source change not yet in the warehouse has waited longer than the
-  threshold (30 minutes: the brief's promise). Missing data is not a breach here: the
-  dead-man's switch covers silence.
-- **dead man's switch**: no successful load for N minutes. Missing data counts as breaching,
-  so it fires when nothing reports at all: the environment down, the scheduler stuck, the
-  DAG paused or broken at import (which sends no email of its own).
+  threshold (30 minutes: the brief's promise) in 2 of 3 five-minute periods. Missing data
+  is ignored: freshness reports nothing while ingest or transform fail, and that silence
+  must not read as a recovery; the dead-man's switch covers silence.
+- **dead man's switch**: no successful load for N minutes (at least twice the DAG's load
+  interval). Missing data counts as breaching, so it fires when nothing reports at all: the
+  environment down, the scheduler stuck, the DAG paused or broken at import.
 
-Both notify the topic on alarm and on recovery; each address confirms its subscription
-once, from the email AWS sends it.
+The third watches MWAA's own `SchedulerHeartbeat` (namespace AmazonMWAA): no heartbeat for
+10 minutes, missing data breaching. All notify the topic on alarm and on recovery; each
+address confirms its subscription once, from the email AWS sends it.
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from deploy.mwaa.config import DAG_ID, DeployConfig
+from deploy.mwaa.config import DAG_ID, DeployConfig, DeployError
 from deploy.mwaa.plan import Plan
-from etl.metrics import NAMESPACE
 from etl.tables import ALL_TABLES
 from etl.warehouse import WAREHOUSE_TABLES
 
 PERIOD = 300  # seconds: the DAG runs every 5 minutes
+LAG_PERIODS, LAG_DATAPOINTS = 3, 2  # the lag alarm: 2 breaching 5-minute periods of 3
+SCHEDULER_PERIODS = 2  # the heartbeat alarm: 10 minutes without one
+MWAA_NAMESPACE = "AmazonMWAA"  # MWAA's own environment metrics
 
 
 def topic_name(config: DeployConfig) -> str:
@@ -46,14 +51,30 @@ def dashboard_name(config: DeployConfig) -> str:
 
 
 def _dimensions(config: DeployConfig, stage: str, **more: str) -> list[dict[str, str]]:
-    pairs = {"Environment": config.environment_name, "Stage": stage, **more}
+    pairs = {"Environment": config.mwaa_name, "Stage": stage, **more}
     return [{"Name": k, "Value": v} for k, v in pairs.items()]
 
 
+def scheduler_alarm_name(config: DeployConfig) -> str:
+    return f"{config.name_stem}-scheduler-heartbeat"
+
+
+def check_dead_man(config: DeployConfig, load_every_minutes: int) -> None:
+    """The dead-man's period must hold a load even when one is a little late: at least twice
+    the DAG's load interval, or the alarm fires between loads (and never clears)."""
+    needed = 2 * load_every_minutes
+    if config.dead_man_minutes < needed:
+        raise DeployError(
+            f"--dead-man-minutes {config.dead_man_minutes} is less than twice "
+            f"totesys.load_every_minutes={load_every_minutes}: the alarm would fire between "
+            f"loads; give at least {needed}"
+        )
+
+
 def alarms(config: DeployConfig, topic_arn: str) -> list[dict[str, Any]]:
-    """The two alarms, as put_metric_alarm takes them."""
+    """The three alarms, as put_metric_alarm takes them."""
     common = {
-        "Namespace": NAMESPACE,
+        "Namespace": config.metrics_namespace,
         "ActionsEnabled": True,
         "AlarmActions": [topic_arn],
         "OKActions": [topic_arn],
@@ -65,7 +86,7 @@ def alarms(config: DeployConfig, topic_arn: str) -> list[dict[str, Any]]:
             **common,
             "AlarmName": lag_alarm_name(config),
             "AlarmDescription": (
-                f"totesys {config.environment_name}: a source change has waited more than "
+                f"totesys {config.mwaa_name}: a source change has waited more than "
                 f"{config.lag_alarm_minutes} minutes to reach the warehouse "
                 "(docs/operations.md: warehouse lag)"
             ),
@@ -75,13 +96,19 @@ def alarms(config: DeployConfig, topic_arn: str) -> list[dict[str, Any]]:
             "Period": PERIOD,
             "Threshold": float(config.lag_alarm_minutes * 60),
             "ComparisonOperator": "GreaterThanThreshold",
-            "TreatMissingData": "notBreaching",
+            # freshness reports nothing while ingest or transform fail: silence must neither
+            # clear the alarm (a false "recovery") nor raise it (the dead man's switch and
+            # the heartbeat alarm cover silence); 2 of 3 periods, so one overrunning run
+            # does not make it flap
+            "EvaluationPeriods": LAG_PERIODS,
+            "DatapointsToAlarm": LAG_DATAPOINTS,
+            "TreatMissingData": "ignore",
         },
         {
             **common,
             "AlarmName": dead_man_alarm_name(config),
             "AlarmDescription": (
-                f"totesys {config.environment_name}: no successful load for "
+                f"totesys {config.mwaa_name}: no successful load for "
                 f"{config.dead_man_minutes} minutes, or nothing reporting at all "
                 "(docs/operations.md: nothing loaded)"
             ),
@@ -93,19 +120,42 @@ def alarms(config: DeployConfig, topic_arn: str) -> list[dict[str, Any]]:
             "ComparisonOperator": "LessThanThreshold",
             "TreatMissingData": "breaching",
         },
+        {
+            **common,
+            "AlarmName": scheduler_alarm_name(config),
+            "AlarmDescription": (
+                f"totesys {config.mwaa_name}: the Airflow scheduler sent no heartbeat for "
+                f"{SCHEDULER_PERIODS * PERIOD // 60} minutes; nothing is being scheduled "
+                "(docs/operations.md: scheduler heartbeat)"
+            ),
+            # MWAA's own metric (namespace AmazonMWAA), published by the environment itself
+            "Namespace": MWAA_NAMESPACE,
+            "MetricName": "SchedulerHeartbeat",
+            "Dimensions": [
+                {"Name": "Environment", "Value": config.mwaa_name},
+                {"Name": "Function", "Value": "Scheduler"},
+            ],
+            "Statistic": "Sum",
+            "Period": PERIOD,
+            "EvaluationPeriods": SCHEDULER_PERIODS,
+            "DatapointsToAlarm": SCHEDULER_PERIODS,
+            "Threshold": 1.0,
+            "ComparisonOperator": "LessThanThreshold",
+            "TreatMissingData": "breaching",
+        },
     ]
 
 
 def _metric(config: DeployConfig, name: str, stage: str, **more: str) -> list[Any]:
-    dims = [item for k, v in {"Environment": config.environment_name, "Stage": stage,
+    dims = [item for k, v in {"Environment": config.mwaa_name, "Stage": stage,
                               **more}.items() for item in (k, v)]  # fmt: skip
-    return [NAMESPACE, name, *dims]
+    return [config.metrics_namespace, name, *dims]
 
 
 def dashboard(config: DeployConfig) -> dict[str, Any]:
     """Lag | rows loaded per table / stage durations | task failures (docs/operations.md
     shows the layout)."""
-    env, region = config.environment_name, config.region
+    env, region = config.mwaa_name, config.region
 
     def widget(x: int, y: int, title: str, metrics: list[Any], stat: str, **extra: Any) -> Any:
         return {
@@ -116,7 +166,7 @@ def dashboard(config: DeployConfig) -> dict[str, Any]:
 
     lag_line = {"label": f"{config.lag_alarm_minutes} min", "value": config.lag_alarm_minutes * 60}
     failures = (
-        f'SEARCH(\'{{{NAMESPACE},Environment,Stage,Outcome}} MetricName="TaskOutcome" '
+        f'SEARCH(\'{{"{config.metrics_namespace}",Environment,Stage,Outcome}} MetricName="TaskOutcome" '
         f'Outcome="failed" Environment="{env}"\', \'Sum\', {PERIOD})'
     )
     return {

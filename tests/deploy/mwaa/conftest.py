@@ -95,9 +95,14 @@ class Deployment:
                     say=self.output.append, sleep=lambda seconds: None)  # fmt: skip
 
     @property
+    def mwaa_name(self) -> str:
+        """The MWAA environment's name: `<prefix>-<env>`, the stem of every name."""
+        return f"totesys-{self.env_name}"
+
+    @property
     def secrets_prefix(self) -> str:
         """Each environment's own, by default."""
-        return f"airflow/{self.env_name}/connections"
+        return f"airflow/{self.mwaa_name}/connections"
 
     def another_environment(self) -> Deployment:
         """A second environment in the same account (same clients and MWAA stub)."""
@@ -210,7 +215,7 @@ def not_found(stub: Stubber) -> None:
 
 def expect_create(deployment: Deployment) -> None:
     """MWAA will say: absent, created, CREATING, then AVAILABLE."""
-    stub, name = deployment.stub, deployment.env_name
+    stub, name = deployment.stub, deployment.mwaa_name
     not_found(stub)
     stub.add_response(
         "create_environment", {"Arn": f"arn:aws:airflow:{REGION}:123456789012:environment/{name}"}

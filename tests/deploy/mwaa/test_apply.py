@@ -88,10 +88,25 @@ def test_first_apply_creates_every_resource_with_the_required_settings(
         block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
         assert block == {"BlockPublicAcls": True, "IgnorePublicAcls": True,
                          "BlockPublicPolicy": True, "RestrictPublicBuckets": True}  # fmt: skip
-        (statement,) = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]
-        assert statement["Effect"] == "Deny"
-        assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-        assert set(statement["Resource"]) == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}
+        statements = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]
+        by_sid = {statement["Sid"]: statement for statement in statements}
+        tls = by_sid["DenyInsecureTransport"]
+        assert tls["Effect"] == "Deny"
+        assert tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        assert set(tls["Resource"]) == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}
+        # the raw extracts hold personal data: only the pipeline, the deployer, break-glass
+        data = by_sid.get("DataOnlyForPipelineDeployerAndBreakGlass")
+        assert (data is None) == (bucket == deployment.source_bucket)
+        if data is not None:
+            assert data["Effect"] == "Deny" and data["Principal"] == "*"
+            assert set(data["Condition"]["ArnNotLike"]["aws:PrincipalArn"]) == {
+                f"arn:aws:iam::123456789012:role/totesys-{name}-mwaa-execution",
+                "arn:aws:iam::123456789012:role/totesys-break-glass",
+                "arn:aws:iam::123456789012:user/moto",  # the deployer, as moto names it
+            }
+        assert s3.get_bucket_tagging(Bucket=bucket)["TagSet"] == [
+            {"Key": "project", "Value": "totesys"}
+        ]
         (lifecycle,) = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
         assert lifecycle["NoncurrentVersionExpiration"]["NoncurrentDays"] == 30
 
@@ -110,9 +125,13 @@ def test_first_apply_creates_every_resource_with_the_required_settings(
     account = deployment.clients.sts.get_caller_identity()["Account"]
     assert trust["Condition"] == {  # against the confused deputy
         "StringEquals": {"aws:SourceAccount": account},
-        "ArnLike": {"aws:SourceArn": f"arn:aws:airflow:eu-west-2:{account}:environment/{name}"},
+        "ArnLike": {
+            "aws:SourceArn": f"arn:aws:airflow:eu-west-2:{account}:environment/totesys-{name}"
+        },
     }
 
+    assert created["Name"] == f"totesys-{name}"
+    assert created["Tags"] == {"project": "totesys"}
     assert created["ExecutionRoleArn"] == role["Arn"]
     assert created["SourceBucketArn"] == f"arn:aws:s3:::{source}"
     assert created["AirflowVersion"] == "3.0.6"
@@ -133,6 +152,10 @@ def test_first_apply_creates_every_resource_with_the_required_settings(
     )
     assert options["totesys.ingestion_bucket"] == f"totesys-{name}-ingestion"
     assert options["smtp.smtp_port"] == "587"
+    assert options["totesys.environment"] == f"totesys-{name}"
+    assert options["totesys.metrics_namespace"] == f"Totesys/Pipeline/totesys-{name}"
+    assert options["totesys.expected_bucket_owner"] == account
+    assert options["logging.secret_mask_adapter"] == "urllib.parse.quote"
 
 
 def test_a_second_apply_with_nothing_changed_changes_nothing(deployment: Deployment) -> None:
@@ -188,7 +211,7 @@ def test_changed_requirements_pass_their_new_version_to_update_environment(
     (update,) = deployment.sent["UpdateEnvironment"]
     new_version = deployment.current_version("requirements.txt")
     assert new_version != old_version
-    assert update == {"Name": deployment.env_name, "RequirementsS3ObjectVersion": new_version}
+    assert update == {"Name": deployment.mwaa_name, "RequirementsS3ObjectVersion": new_version}
     assert any("UPDATING" in line for line in deployment.output)
 
 
@@ -219,7 +242,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(deployment: Deployment) -> N
     assert f"would s3://{deployment.source_bucket}: create" in plan
     assert f"would iam role totesys-{deployment.env_name}-mwaa-execution: create" in plan
     assert f"would secret {deployment.secrets_prefix}/totesys_db: create" in plan
-    assert f"would mwaa environment {deployment.env_name}: create (Airflow 3.0.6)" in plan
+    assert f"would mwaa environment {deployment.mwaa_name}: create (Airflow 3.0.6)" in plan
     assert deployment.output[-1].endswith("(dry run: nothing written)")
     assert set(deployment.sent) == {"GetEnvironment"}
     clients = deployment.clients
@@ -243,7 +266,7 @@ def test_dry_run_after_a_change_names_it_and_uploads_nothing(deployment: Deploym
         in deployment.output
     )
     assert (
-        f"would mwaa environment {deployment.env_name}: update RequirementsS3ObjectVersion"
+        f"would mwaa environment {deployment.mwaa_name}: update RequirementsS3ObjectVersion"
         in deployment.output
     )
     assert len(deployment.versions("requirements.txt")) == 1
@@ -309,7 +332,7 @@ def test_no_secret_value_reaches_output_logs_or_s3(
 def test_a_failed_create_exits_non_zero_with_the_reason(
     deployment: Deployment, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    stub, name = deployment.stub, deployment.env_name
+    stub, name = deployment.stub, deployment.mwaa_name
     not_found(stub)
     stub.add_response(
         "create_environment", {"Arn": f"arn:aws:airflow:eu-west-2:123456789012:environment/{name}"}
@@ -330,7 +353,7 @@ def test_a_failed_create_exits_non_zero_with_the_reason(
 
 
 def test_a_new_role_not_yet_visible_to_mwaa_is_retried(deployment: Deployment) -> None:
-    stub, name = deployment.stub, deployment.env_name
+    stub, name = deployment.stub, deployment.mwaa_name
     not_found(stub)
     stub.add_client_error("create_environment", service_error_code="ValidationException",
                           service_message="Unable to assume the execution role", http_status_code=400)  # fmt: skip
@@ -355,7 +378,7 @@ def test_changed_plugins_pass_their_new_version_and_nothing_else(deployment: Dep
     assert deployment.run() == 0
     (update,) = deployment.sent["UpdateEnvironment"]
     assert update == {
-        "Name": deployment.env_name,
+        "Name": deployment.mwaa_name,
         "PluginsS3ObjectVersion": deployment.current_version("plugins.zip"),
     }
     assert update["PluginsS3ObjectVersion"] != created["PluginsS3ObjectVersion"]
@@ -369,7 +392,7 @@ def test_a_new_security_group_is_the_only_network_update(deployment: Deployment)
     assert deployment.run() == 0
     (update,) = deployment.sent["UpdateEnvironment"]
     assert update == {
-        "Name": deployment.env_name,
+        "Name": deployment.mwaa_name,
         "NetworkConfiguration": {"SecurityGroupIds": [SECURITY_GROUP]},
     }
 

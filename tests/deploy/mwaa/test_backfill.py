@@ -13,7 +13,7 @@ def test_backfill_creates_an_airflow_backfill_over_the_range(deployment: Deploym
         "invoke_rest_api",
         {"RestApiStatusCode": 200, "RestApiResponse": {"id": 7, "dag_id": "totesys_etl"}},
         expected_params={
-            "Name": deployment.env_name,
+            "Name": deployment.mwaa_name,
             "Method": "POST",
             "Path": "/backfills",
             "Body": {"dag_id": "totesys_etl", "from_date": "2026-11-27T00:00:00+00:00",
@@ -36,7 +36,7 @@ def test_backfill_options_are_passed_through(deployment: Deployment) -> None:
         "invoke_rest_api",
         {"RestApiStatusCode": 200, "RestApiResponse": {"id": 8}},
         expected_params={
-            "Name": deployment.env_name, "Method": "POST", "Path": "/backfills",
+            "Name": deployment.mwaa_name, "Method": "POST", "Path": "/backfills",
             "Body": {"dag_id": "totesys_etl", "from_date": "2026-11-27T01:00:00+00:00",
                      "to_date": "2026-11-27T02:00:00+00:00", "run_backwards": False,
                      "dag_run_conf": {"tables": []}, "reprocess_behavior": "none",

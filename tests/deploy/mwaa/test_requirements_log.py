@@ -22,11 +22,11 @@ PIP_OK = ["Collecting tenacity==9.1.2", "Successfully installed tenacity-9.1.2"]
 def _environment(deployment: Deployment, updated: datetime) -> dict[str, Any]:
     """get_environment after an update that began at `updated` and ended AVAILABLE."""
     return {"Environment": {
-        "Name": deployment.env_name, "Status": "AVAILABLE", "AirflowVersion": "3.0.6",
+        "Name": deployment.mwaa_name, "Status": "AVAILABLE", "AirflowVersion": "3.0.6",
         "WebserverUrl": "abc.eu-west-2.airflow.amazonaws.com",
         "LastUpdate": {"Status": "SUCCESS", "CreatedAt": updated},
         "LoggingConfiguration": {kind: {"Enabled": True, "LogLevel": "INFO",
-                                        "CloudWatchLogGroupArn": log_group_arn(deployment.env_name, kind)}
+                                        "CloudWatchLogGroupArn": log_group_arn(deployment.mwaa_name, kind)}
                                  for kind in LOG_GROUP_SUFFIX},
     }}  # fmt: skip
 
@@ -34,7 +34,7 @@ def _environment(deployment: Deployment, updated: datetime) -> dict[str, Any]:
 def _log(deployment: Deployment, kind: str, stream: str, lines: list[str], at: datetime) -> None:
     """Write pip's output as MWAA does: one event per line in the install stream."""
     logs = deployment.clients.logs
-    group = f"airflow-{deployment.env_name}-{LOG_GROUP_SUFFIX[kind]}"
+    group = f"airflow-{deployment.mwaa_name}-{LOG_GROUP_SUFFIX[kind]}"
     if not logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]:
         logs.create_log_group(logGroupName=group)
     logs.create_log_stream(logGroupName=group, logStreamName=stream)
@@ -67,10 +67,10 @@ def test_status_says_when_pip_failed_although_mwaa_is_available(deployment: Depl
     (line,) = [line for line in deployment.output if "requirements:" in line]
     assert line == (
         f"  requirements: pip FAILED in 1 of 2 install log(s), e.g. "
-        f"airflow-{deployment.env_name}-Worker/{HOST.replace('23', '77')}: ERROR: Could not find a "
+        f"airflow-{deployment.mwaa_name}-Worker/{HOST.replace('23', '77')}: ERROR: Could not find a "
         "version that satisfies the requirement no-such-package==1.0 (from versions: none)"
     )
-    assert f"{deployment.env_name}: AVAILABLE (Airflow 3.0.6)" in deployment.output
+    assert f"{deployment.mwaa_name}: AVAILABLE (Airflow 3.0.6)" in deployment.output
 
 
 def test_an_install_from_before_the_last_update_does_not_count(deployment: Deployment) -> None:
@@ -106,8 +106,8 @@ def test_an_update_whose_pip_install_failed_fails_the_apply(
 
     assert deployment.run() == 1
     assert capsys.readouterr().err == (
-        f"error: {deployment.env_name} is AVAILABLE but requirements: pip FAILED in 1 of 1 "
-        f"install log(s), e.g. airflow-{deployment.env_name}-Worker/{HOST}: ERROR: Could not "
+        f"error: {deployment.mwaa_name} is AVAILABLE but requirements: pip FAILED in 1 of 1 "
+        f"install log(s), e.g. airflow-{deployment.mwaa_name}-Worker/{HOST}: ERROR: Could not "
         "find a version that satisfies the requirement no-such-package==1.0 (from versions: none)\n"
     )
 
