@@ -23,6 +23,7 @@ class AwsClients:
     logs: Any  # CloudWatch Logs: what MWAA's pip install wrote
     cloudwatch: Any  # the dashboard and alarms
     sns: Any  # the alert topic
+    kms: Any  # the alert topic's key
 
     @classmethod
     def for_region(cls, region: str) -> AwsClients:
@@ -40,6 +41,7 @@ class AwsClients:
                     "logs",
                     "cloudwatch",
                     "sns",
+                    "kms",
                 )
             )
         )

@@ -263,7 +263,7 @@ def apply(
         readers = None if bucket == config.source_bucket else data_readers
         ensure_bucket(clients.s3, bucket, config, plan, bucket_exists[bucket], readers)
     role_arn = ensure_execution_role(clients.iam, config, account, plan, role)
-    ensure_monitoring(clients.cloudwatch, clients.sns, config, plan)
+    ensure_monitoring(clients.cloudwatch, clients.sns, clients.kms, config, account, plan)
     sync_dag_folder(clients.s3, config.source_bucket, dags, plan)
     versions = ArtifactVersions(
         plugins=sync_versioned_object(clients.s3, config.source_bucket, plugins, plan),

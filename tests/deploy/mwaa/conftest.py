@@ -170,6 +170,7 @@ def deployment(aws: AwsEmulator, project: Path) -> Iterator[Deployment]:
         logs=aws.client("logs"),
         cloudwatch=aws.client("cloudwatch"),
         sns=aws.client("sns"),
+        kms=aws.client("kms"),
     )
     deployment = Deployment(clients, Stubber(mwaa), f"t{uuid.uuid4().hex[:10]}", project)
 

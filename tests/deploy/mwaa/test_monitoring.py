@@ -9,7 +9,7 @@ import pytest
 from deploy.mwaa.config import DeployConfig
 from deploy.mwaa.monitoring import alarms, dashboard
 from tests.deploy.mwaa.conftest import Deployment, as_get_environment, expect_create, not_found
-from tests.deploy.mwaa.test_apply import first_apply
+from tests.deploy.mwaa.test_apply import expect_update, first_apply
 
 ALERTS = ("data-team@terrifictotes.com",)
 
@@ -119,3 +119,51 @@ def test_a_dead_man_period_shorter_than_two_load_intervals_is_refused(
     expect_create(deployment)
     assert deployment.run("--option", "totesys.load_every_minutes=90",
                           "--dead-man-minutes", "180") == 0  # fmt: skip
+
+
+def test_the_topic_is_encrypted_with_a_key_cloudwatch_may_use_and_only_its_alarms_publish(
+    deployment: Deployment,
+) -> None:
+    first_apply(deployment)
+    clients, stem = deployment.clients, f"totesys-{deployment.env_name}"
+    (topic,) = [t["TopicArn"] for t in clients.sns.list_topics()["Topics"]
+                if t["TopicArn"].endswith(f":{stem}-alerts")]  # fmt: skip
+    attributes = clients.sns.get_topic_attributes(TopicArn=topic)["Attributes"]
+
+    key = clients.kms.describe_key(KeyId=f"alias/{stem}-alerts")["KeyMetadata"]
+    assert attributes["KmsMasterKeyId"] == key["Arn"]  # a customer key, not AWS's own
+    key_policy = json.loads(
+        clients.kms.get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"]
+    )
+    (for_cloudwatch,) = [s for s in key_policy["Statement"]
+                         if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]  # fmt: skip
+    assert set(for_cloudwatch["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+
+    statements = {s["Sid"]: s for s in json.loads(attributes["Policy"])["Statement"]}
+    publish = statements["AlarmsPublish"]
+    assert publish["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    alarm_arns = {a["AlarmArn"] for a in
+                  clients.cloudwatch.describe_alarms(AlarmNamePrefix=stem)["MetricAlarms"]}  # fmt: skip
+    assert set(publish["Condition"]["ArnLike"]["aws:SourceArn"]) == alarm_arns
+    assert statements["OnlyAlarmsPublish"]["Effect"] == "Deny"
+    assert statements["DenyInsecureTransport"]["Condition"] == {
+        "Bool": {"aws:SecureTransport": "false"}
+    }
+    assert not [s for s in statements.values()
+                if s["Effect"] == "Allow" and s["Principal"] == "*"]  # fmt: skip
+
+
+def test_an_address_removed_from_alert_emails_is_unsubscribed(deployment: Deployment) -> None:
+    created = first_apply(deployment)
+    expect_update(deployment, created)  # the DAG's failure emails go to the new address too
+    stem = f"totesys-{deployment.env_name}"
+
+    assert deployment.run("--alert-emails", "on-call@terrifictotes.com") == 0
+    assert f"sns topic {stem}-alerts: unsubscribe {ALERTS[0]} (no longer in --alert-emails)" in (
+        deployment.output
+    )
+    clients = deployment.clients
+    (topic,) = [t["TopicArn"] for t in clients.sns.list_topics()["Topics"]
+                if t["TopicArn"].endswith(f":{stem}-alerts")]  # fmt: skip
+    subscriptions = clients.sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+    assert [s["Endpoint"] for s in subscriptions] == ["on-call@terrifictotes.com"]
