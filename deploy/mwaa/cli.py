@@ -25,9 +25,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from deploy.mwaa import airflow_api, requirements_log
 from deploy.mwaa.artifacts import (
     DAGS_PREFIX,
+    commit_record,
     dag_artifacts,
     plugins_zip,
     requirements,
+    uncommitted_changes,
     untracked_files,
 )
 from deploy.mwaa.aws import (
@@ -111,6 +113,11 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default="",
         help="IAM role that may read the data buckets besides the pipeline and the deployer "
         "(default: <prefix>-break-glass)",
+    )
+    parser.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="ship tracked files with uncommitted changes (refused otherwise)",
     )
     parser.add_argument("--alert-emails", type=_csv, default=DeployConfig("x").alert_emails)
     parser.add_argument("--alert-from", default=DeployConfig("x").alert_from)
@@ -213,6 +220,7 @@ def config_from_args(args: argparse.Namespace) -> DeployConfig:
         lag_alarm_minutes=args.lag_alarm_minutes,
         dead_man_minutes=args.dead_man_minutes,
         break_glass_role=args.break_glass_role,
+        allow_dirty=args.allow_dirty,
     )
     config.validate()
     return config
@@ -238,6 +246,15 @@ def apply(
     for name in untracked_files(root):
         plan.say(f"note: {name} is not tracked by git, so it is not shipped")
     plugins, requirements_txt = plugins_zip(root), requirements(root)
+    dirty = uncommitted_changes(root)
+    if dirty and not config.allow_dirty:
+        raise DeployError(
+            f"{dirty[0]} has uncommitted changes ({len(dirty)} file(s) in all): commit them, "
+            "or pass --allow-dirty to ship the working tree as it is"
+        )
+    for name in dirty:
+        plan.say(f"note: {name} ships with uncommitted changes (--allow-dirty)")
+    record = commit_record(root, bool(dirty))
     expect_bucket_owner(clients.s3, account)
     existing = current_environment(clients.mwaa, config.mwaa_name)
     check_owner(existing, config)
@@ -271,6 +288,7 @@ def apply(
             clients.s3, config.source_bucket, requirements_txt, plan
         ),
     )
+    sync_versioned_object(clients.s3, config.source_bucket, record, plan)
     desired = desired_environment(config, role_arn, versions, account)
     role_is_new = any(
         c.resource.startswith("iam role") and c.action.startswith("create") for c in plan.changes

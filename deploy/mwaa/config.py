@@ -72,6 +72,7 @@ class DeployConfig:
     # the role that may read the data buckets besides the pipeline and the deployer; empty:
     # <prefix>-break-glass (it need not exist until someone needs it)
     break_glass_role: str = ""
+    allow_dirty: bool = False  # ship tracked files with uncommitted changes as they are
 
     @property
     def name_stem(self) -> str:

@@ -17,7 +17,9 @@ from tests.deploy.mwaa.conftest import (
     SUBNETS,
     Deployment,
     as_get_environment,
+    commit,
     expect_create,
+    git,
     not_found,
 )
 
@@ -67,6 +69,7 @@ def update_requirements(
     """Add a line to requirements.txt; MWAA will answer an update that ends `final`."""
     requirements = deployment.project / "requirements.txt"
     requirements.write_text(requirements.read_text() + line + "\n")
+    commit(deployment.project, f"requirements: {line}")
     return expect_update(deployment, created, final, last_update)
 
 
@@ -176,12 +179,16 @@ def test_a_changed_dag_uploads_only_that_file_and_does_not_update_the_environmen
     created = first_apply(deployment)
     dag = deployment.project / "dags" / "totesys_etl.py"
     dag.write_text(dag.read_text() + "\n# a comment\n")
+    commit(deployment.project, "a comment in the DAG")
     before = deployment.versions("dags/etl/ingest.py")
     deployment.stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
 
     assert deployment.run() == 0
     changes = [line for line in deployment.output if line.startswith("s3://")]
-    assert changes == [f"s3://{deployment.source_bucket}/dags/totesys_etl.py: upload (changed)"]
+    assert changes == [
+        f"s3://{deployment.source_bucket}/dags/totesys_etl.py: upload (changed)",
+        f"s3://{deployment.source_bucket}/deployed-commit.txt: upload (changed)",  # the new commit
+    ]
     assert set(deployment.sent) == {"GetEnvironment"}  # no update_environment
     assert len(deployment.versions("dags/totesys_etl.py")) == 2
     assert deployment.versions("dags/etl/ingest.py") == before
@@ -190,6 +197,7 @@ def test_a_changed_dag_uploads_only_that_file_and_does_not_update_the_environmen
 def test_a_removed_etl_module_is_deleted_from_the_dag_folder(deployment: Deployment) -> None:
     created = first_apply(deployment)
     (deployment.project / "etl" / "status.py").unlink()
+    commit(deployment.project, "status.py removed")
     deployment.stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
 
     assert deployment.run() == 0
@@ -258,6 +266,7 @@ def test_dry_run_after_a_change_names_it_and_uploads_nothing(deployment: Deploym
     created = first_apply(deployment)
     requirements = deployment.project / "requirements.txt"
     requirements.write_text(requirements.read_text() + "tenacity==9.1.2\n")
+    commit(deployment.project, "tenacity")
     deployment.stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
 
     assert deployment.run("--dry-run") == 0
@@ -373,6 +382,7 @@ def test_changed_plugins_pass_their_new_version_and_nothing_else(deployment: Dep
     module = deployment.project / "plugins" / "totesys_task_metrics.py"
     created = first_apply(deployment)
     module.write_text(module.read_text() + "\n# changed\n")
+    commit(deployment.project, "a plugin changed")
     expect_update(deployment, created)
 
     assert deployment.run() == 0
@@ -419,6 +429,7 @@ def test_a_stale_reading_right_after_an_update_is_not_taken_for_its_result(
                    "Error": {"ErrorCode": "OLD", "ErrorMessage": "an update months ago"}}  # fmt: skip
     requirements = deployment.project / "requirements.txt"
     requirements.write_text(requirements.read_text() + "tenacity==9.1.2\n")
+    commit(deployment.project, "tenacity")
     # MWAA's first answer after update_environment can still describe the previous update
     stale = as_get_environment(created, "AVAILABLE", LastUpdate=old_failure)
     stub = expect_update(deployment, created, last_update={"Status": "SUCCESS"}, stale_first=stale)
@@ -499,3 +510,31 @@ def test_untracked_files_stay_home_and_are_named(deployment: Deployment) -> None
         "note: dags/scratch_dag.py is not tracked by git, so it is not shipped",
         "note: etl/.env is not tracked by git, so it is not shipped",
     ]
+
+
+def test_uncommitted_changes_are_refused_unless_allowed_and_the_commit_is_recorded(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    created = first_apply(deployment)
+    s3, bucket = deployment.clients.s3, deployment.source_bucket
+    head = git(deployment.project, "rev-parse", "HEAD").strip()
+    recorded = s3.get_object(Bucket=bucket, Key="deployed-commit.txt")["Body"].read()
+    assert recorded == f"{head}\n".encode()
+    loader = deployment.project / "etl" / "load" / "loader.py"
+    loader.write_text(loader.read_text() + "\n# edited, not committed\n")
+    capsys.readouterr()
+
+    assert deployment.run() == 1
+    assert capsys.readouterr().err == (
+        "error: etl/load/loader.py has uncommitted changes (1 file(s) in all): commit them, "
+        "or pass --allow-dirty to ship the working tree as it is\n"
+    )
+    assert set(deployment.sent) == set()  # refused before MWAA was even asked
+
+    deployment.stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
+    assert deployment.run("--allow-dirty") == 0
+    assert "note: etl/load/loader.py ships with uncommitted changes (--allow-dirty)" in (
+        deployment.output
+    )
+    recorded = s3.get_object(Bucket=bucket, Key="deployed-commit.txt")["Body"].read()
+    assert recorded == f"{head}\nwith uncommitted changes (--allow-dirty)\n".encode()
