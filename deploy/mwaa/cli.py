@@ -304,11 +304,20 @@ def apply(
     return plan
 
 
+def _ours(config: DeployConfig, clients: AwsClients) -> None:
+    """Before unpause, trigger or backfill: the environment exists and is this project's."""
+    environment = current_environment(clients.mwaa, config.mwaa_name)
+    if environment is None:
+        raise DeployError(f"mwaa environment {config.mwaa_name} does not exist")
+    check_owner(environment, config)
+
+
 def show_status(config: DeployConfig, clients: AwsClients, say: Callable[[str], None]) -> int:
     environment = current_environment(clients.mwaa, config.mwaa_name)
     if environment is None:
         say(f"mwaa environment {config.mwaa_name} does not exist")
         return 1
+    check_owner(environment, config)
     last = environment.get("LastUpdate", {})
     say(
         f"{config.mwaa_name}: {environment.get('Status')} (Airflow {environment.get('AirflowVersion')})"
@@ -344,6 +353,7 @@ def main(
         if args.command == "status":
             return show_status(config, clients, say)
         if args.command == "unpause":
+            _ours(config, clients)
             airflow_api.unpause(clients.mwaa, config.mwaa_name)
             say(f"{DAG_ID} is unpaused in {config.mwaa_name}")
             return 0
@@ -353,11 +363,14 @@ def main(
                 "force_load": args.force_load,
                 "tables": list(args.tables),
             }
+            _ours(config, clients)
             say(f"triggered {airflow_api.trigger_run(clients.mwaa, config.mwaa_name, conf)}")
             return 0
         if args.command == "backfill":
+            interval = _backfill_range(args)
+            _ours(config, clients)
             backfill_id = airflow_api.create_backfill(
-                clients.mwaa, config.mwaa_name, *_backfill_range(args),
+                clients.mwaa, config.mwaa_name, *interval,
                 args.max_active_runs, args.reprocess_behavior, {"tables": list(args.tables)},
             )  # fmt: skip
             say(f"backfill {backfill_id} created: {DAG_ID} from {args.from_date.isoformat()}"

@@ -223,3 +223,9 @@ def expect_create(deployment: Deployment) -> None:
     )
     stub.add_response("get_environment", {"Environment": {"Name": name, "Status": "CREATING"}})
     stub.add_response("get_environment", {"Environment": {"Name": name, "Status": "AVAILABLE"}})
+
+
+def expect_owned(deployment: Deployment) -> None:
+    """MWAA will say the environment exists and is this project's (tagged project=totesys)."""
+    deployment.stub.add_response("get_environment", {"Environment": {
+        "Name": deployment.mwaa_name, "Status": "AVAILABLE", "Tags": {"project": "totesys"}}})  # fmt: skip

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.deploy.mwaa.conftest import Deployment, not_found
+from tests.deploy.mwaa.conftest import Deployment, expect_owned, not_found
 
 
 def test_trigger_starts_a_run_now_with_the_chosen_params(deployment: Deployment) -> None:
+    expect_owned(deployment)
     deployment.stub.add_response(
         "invoke_rest_api",
         {"RestApiStatusCode": 200, "RestApiResponse": {"dag_run_id": "manual__2026-11-28T05:00:00+00:00"}},
@@ -26,6 +27,7 @@ def test_trigger_starts_a_run_now_with_the_chosen_params(deployment: Deployment)
 def test_a_refused_trigger_is_one_line_and_exit_1(
     deployment: Deployment, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    expect_owned(deployment)
     deployment.stub.add_client_error(
         "invoke_rest_api", service_error_code="RestApiClientException",
         service_message="DAG totesys_etl is paused", http_status_code=400,
@@ -42,7 +44,8 @@ def test_a_refused_trigger_is_one_line_and_exit_1(
 def test_status_shows_the_environment_and_recent_runs(deployment: Deployment) -> None:
     deployment.stub.add_response("get_environment", {"Environment": {
         "Name": deployment.mwaa_name, "Status": "AVAILABLE", "AirflowVersion": "3.0.6",
-        "WebserverUrl": "abc.eu-west-2.airflow.amazonaws.com", "LastUpdate": {"Status": "SUCCESS"}}})  # fmt: skip
+        "WebserverUrl": "abc.eu-west-2.airflow.amazonaws.com", "LastUpdate": {"Status": "SUCCESS"},
+        "Tags": {"project": "totesys"}}})  # fmt: skip
     deployment.stub.add_response(
         "invoke_rest_api",
         {"RestApiStatusCode": 200, "RestApiResponse": {"dag_runs": [
@@ -62,6 +65,7 @@ def test_status_of_a_missing_environment_exits_1(deployment: Deployment) -> None
 
 
 def test_unpause_patches_the_dag(deployment: Deployment) -> None:
+    expect_owned(deployment)
     deployment.stub.add_response(
         "invoke_rest_api",
         {"RestApiStatusCode": 200, "RestApiResponse": {"dag_id": "totesys_etl", "is_paused": False}},

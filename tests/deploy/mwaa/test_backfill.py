@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.deploy.mwaa.conftest import Deployment
+from tests.deploy.mwaa.conftest import Deployment, expect_owned
 
 
 def test_backfill_creates_an_airflow_backfill_over_the_range(deployment: Deployment) -> None:
+    expect_owned(deployment)
     deployment.stub.add_response(
         "invoke_rest_api",
         {"RestApiStatusCode": 200, "RestApiResponse": {"id": 7, "dag_id": "totesys_etl"}},
@@ -32,6 +33,7 @@ def test_backfill_creates_an_airflow_backfill_over_the_range(deployment: Deploym
 
 
 def test_backfill_options_are_passed_through(deployment: Deployment) -> None:
+    expect_owned(deployment)
     deployment.stub.add_response(
         "invoke_rest_api",
         {"RestApiStatusCode": 200, "RestApiResponse": {"id": 8}},
@@ -69,6 +71,7 @@ def test_a_bad_range_is_one_line_and_calls_nothing(
 def test_a_refused_backfill_is_one_line_and_exit_1(
     deployment: Deployment, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    expect_owned(deployment)
     deployment.stub.add_client_error(
         "invoke_rest_api", service_error_code="RestApiClientException",
         service_message="DAG totesys_etl has no schedule", http_status_code=400,

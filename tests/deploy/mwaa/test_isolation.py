@@ -203,3 +203,19 @@ def test_every_s3_call_of_the_deployer_names_the_expected_owner(deployment: Depl
     assert {name for name, _ in checked} >= {"HeadBucket", "PutObject", "ListObjectsV2",
                                               "PutBucketPolicy", "HeadObject"}  # fmt: skip
     assert {owner for _, owner in checked} == {ACCOUNT}
+
+
+@pytest.mark.parametrize("command", [("trigger",), ("unpause",), ("status",),
+                                     ("backfill", "--from", "2026-11-27", "--to", "2026-11-28")])  # fmt: skip
+def test_commands_on_an_environment_of_another_project_are_refused(
+    deployment: Deployment, command: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployment.stub.add_response("get_environment", {"Environment": {
+        "Name": deployment.mwaa_name, "Status": "AVAILABLE", "Tags": {"project": "someone-else"}}})  # fmt: skip
+
+    assert deployment.run(*command) == 1
+    assert _one_line(capsys.readouterr().err) == (
+        f"error: mwaa environment {deployment.mwaa_name} belongs to project 'someone-else', "
+        "not 'totesys': choose another --prefix or --env-name\n"
+    )
+    assert set(deployment.sent) == {"GetEnvironment"}  # no REST call reached it

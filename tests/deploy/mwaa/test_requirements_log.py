@@ -26,7 +26,7 @@ def _environment(deployment: Deployment, updated: datetime) -> dict[str, Any]:
     return {"Environment": {
         "Name": deployment.mwaa_name, "Status": "AVAILABLE", "AirflowVersion": "3.0.6",
         "WebserverUrl": "abc.eu-west-2.airflow.amazonaws.com",
-        "LastUpdate": {"Status": "SUCCESS", "CreatedAt": updated},
+        "LastUpdate": {"Status": "SUCCESS", "CreatedAt": updated}, "Tags": {"project": "totesys"},
         "LoggingConfiguration": {kind: {"Enabled": True, "LogLevel": "INFO",
                                         "CloudWatchLogGroupArn": log_group_arn(deployment.mwaa_name, kind)}
                                  for kind in LOG_GROUP_SUFFIX},
