@@ -234,9 +234,10 @@ def apply(
     plan: Plan,
     waiter: EnvironmentWaiter,
 ) -> Plan:
-    """Everything is read and checked first (the DAG's options, the artifacts, the network,
-    every connection value and who owns the secrets), so a bad or missing value stops the
-    run before anything is written."""
+    """Everything is read and checked first (the DAG's options, the artifacts and that they
+    are committed, the network, every connection value, and whose the environment, role,
+    buckets and secrets are), so a bad or missing value, or a resource of another project,
+    stops the run before anything is written."""
     root = config.project_root
     caller = clients.sts.get_caller_identity()
     account = str(caller["Account"])

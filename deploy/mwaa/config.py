@@ -27,6 +27,7 @@ PREFIX = re.compile(r"[a-z][a-z0-9-]*")
 SUBNET_ID = re.compile(r"subnet-[a-zA-Z0-9\-._]+")
 SECURITY_GROUP_ID = re.compile(r"sg-[a-zA-Z0-9\-._]+")
 ROLE_NAME_MAX = 64  # IAM
+ROLE_NAME = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
 PROJECT_TAG = "project"  # on the environment, its role and its secrets: whose they are
 MWAA_NAME_MAX = 80  # MWAA's EnvironmentName
 # Secrets Manager names: letters, digits and /_+=.@- ; no wildcard (IAM would read it as one)
@@ -154,6 +155,11 @@ class DeployConfig:
         longest = max(self.buckets, key=len)
         if len(longest) > 63:
             raise DeployError(f"bucket name {longest!r} is longer than 63 characters")
+        if not ROLE_NAME.fullmatch(self.break_glass_role_name):
+            raise DeployError(
+                f"--break-glass-role {self.break_glass_role_name!r}: an IAM role name "
+                "(letters, digits and +=,.@_-, at most 64)"
+            )
         if len(self.role_name) > ROLE_NAME_MAX:
             raise DeployError(
                 f"role name {self.role_name!r} is longer than {ROLE_NAME_MAX} characters"

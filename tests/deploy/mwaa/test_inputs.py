@@ -131,6 +131,7 @@ def test_valid_dag_settings_reach_mwaa(deployment: Deployment) -> None:
     (("--secrets-prefix", "*"), "secrets prefix '*': letters, digits and /_+=.@- only"),
     (("--secrets-prefix", "airflow/*/connections"), "secrets prefix 'airflow/*/connections'"),
     (("--prefix", "x" * 70), "environment name 'xxxx"),
+    (("--break-glass-role", "arn:aws:iam::1:role/x"), "--break-glass-role 'arn:aws:iam::1:role/x'"),
 ])  # fmt: skip
 def test_what_mwaa_would_refuse_is_refused_before_anything_is_written(
     deployment: Deployment, args: tuple[str, ...], error: str, capsys: pytest.CaptureFixture[str]
