@@ -51,11 +51,11 @@ def pipeline_settings(config: DagConfig, tables: list[str] | None = None) -> Set
         warehouse_schema=config.warehouse_schema,
         warehouse_names=WarehouseNames.parse(config.warehouse_name_map),
         source_timezone=config.source_timezone,
+        metrics_namespace=config.metrics_namespace,
+        expected_bucket_owner=config.expected_bucket_owner,
         metrics_sink=config.metrics_sink,
         metrics_file=config.metrics_file,
         environment=config.environment,
-        metrics_namespace=config.metrics_namespace,
-        expected_bucket_owner=config.expected_bucket_owner,
     )
 
 
