@@ -109,6 +109,8 @@ class Settings:
     metrics_sink: str = "none"  # none | local (JSON lines in metrics_file) | cloudwatch
     metrics_file: str = ""  # where the local sink appends
     environment: str = "local"  # the Environment dimension of every metric
+    metrics_namespace: str = "Totesys/Pipeline"  # CloudWatch namespace (one per MWAA environment)
+    expected_bucket_owner: str = ""  # AWS account that must own the buckets; empty: not checked
     # how long a second process of a stage waits for the stage's lease before it gives up
     lease_wait: timedelta = DEFAULT_LEASE_WAIT
     # how long a holder that stopped answering (killed, paused, cut off) keeps its lease
@@ -186,6 +188,8 @@ class Settings:
             metrics_sink=env.get("METRICS_SINK", "").strip() or "none",
             metrics_file=env.get("METRICS_FILE", "").strip(),
             environment=env.get("PIPELINE_ENVIRONMENT", "").strip() or "local",
+            metrics_namespace=env.get("METRICS_NAMESPACE", "").strip() or "Totesys/Pipeline",
+            expected_bucket_owner=env.get("EXPECTED_BUCKET_OWNER", "").strip(),
             lease_wait=lease_wait,
             lease_timeout=lease_timeout,
             bad_row_policy=env.get("BAD_ROW_POLICY", "").strip() or SET_ASIDE,

@@ -6,7 +6,9 @@ in a local file (the local stack; summarised by `python -m etl status`). Recordi
 never fails the pipeline: a sink that cannot write logs one warning and drops the batch, so
 a CloudWatch outage costs a gap in a graph, not a failed load.
 
-Names (all under `Totesys/Pipeline`; see docs/operations.md for what to do when they move):
+Names (all under `Totesys/Pipeline`, or the namespace the settings name: on MWAA the
+deployer gives each environment its own, `Totesys/Pipeline/<prefix>-<env>`; see
+docs/operations.md for what to do when they move):
 
 | metric | unit | dimensions | meaning |
 | --- | --- | --- | --- |
@@ -273,7 +275,7 @@ def sink_for(settings: Settings, cloudwatch: Any | None = None) -> MetricsSink:
                 region_name=settings.aws_region,
                 endpoint_url=settings.aws_endpoint_url,
             )
-        return CloudWatchMetrics(cloudwatch, settings.environment)
+        return CloudWatchMetrics(cloudwatch, settings.environment, settings.metrics_namespace)
     if settings.metrics_sink == "local":
         return JsonLinesMetrics(Path(settings.metrics_file), settings.environment)
     return NoMetrics()

@@ -31,6 +31,8 @@ class DagConfig:
     metrics_sink: str = "none"  # none | local | cloudwatch (MWAA)
     metrics_file: str = ""  # the local sink's JSON lines file
     environment: str = "local"  # the Environment dimension of every metric
+    metrics_namespace: str = "Totesys/Pipeline"  # CloudWatch; the deployer sets one per environment
+    expected_bucket_owner: str = ""  # AWS account that must own the buckets (set by the deployer)
     sweep_at: str = "02:00"  # HH:MM UTC: the run whose interval ends then is the nightly sweep
     sweep_hours: float = 26.0  # how far back the sweep re-reads (a day plus margin)
     # a row that cannot become a warehouse row: set_aside (rejects area, one email per

@@ -51,6 +51,8 @@ def pipeline_settings(config: DagConfig, tables: list[str] | None = None) -> Set
         warehouse_schema=config.warehouse_schema,
         warehouse_names=WarehouseNames.parse(config.warehouse_name_map),
         source_timezone=config.source_timezone,
+        metrics_namespace=config.metrics_namespace,
+        expected_bucket_owner=config.expected_bucket_owner,
         metrics_sink=config.metrics_sink,
         metrics_file=config.metrics_file,
         environment=config.environment,
@@ -70,7 +72,7 @@ def metrics_sink(config: DagConfig) -> MetricsSink:
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
     client = AwsBaseHook(aws_conn_id="aws_default", client_type="cloudwatch").get_conn()
-    return CloudWatchMetrics(client, config.environment)
+    return CloudWatchMetrics(client, config.environment, config.metrics_namespace)
 
 
 def s3_client() -> Any:

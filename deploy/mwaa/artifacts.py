@@ -21,6 +21,7 @@ from deploy.mwaa.config import DeployError
 DAGS_PREFIX = "dags"
 PLUGINS_KEY = "plugins.zip"
 REQUIREMENTS_KEY = "requirements.txt"
+COMMIT_KEY = "deployed-commit.txt"  # beside them: which commit the environment runs
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
 SKIPPED_PARTS = {"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 SKIPPED_SUFFIXES = {".pyc", ".pyo", ".swp", ".swo"}
@@ -113,6 +114,31 @@ def plugins_zip(project_root: Path) -> Artifact:
             entry.create_system = 3  # unix, whatever machine builds it
             archive.writestr(entry, body)
     return Artifact(PLUGINS_KEY, buffer.getvalue())
+
+
+def uncommitted_changes(project_root: Path) -> list[str]:
+    """Tracked files of what ships whose working-tree content differs from the commit (they
+    would ship as they are, under a commit that does not hold them)."""
+    try:
+        listed = subprocess.run(
+            ["git", "-C", str(project_root), "status", "--porcelain=v1", "-z",
+             "--untracked-files=no", "--", *SHIPPED_FOLDERS, REQUIREMENTS_KEY],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        raise DeployError(f"{project_root} is not a git work tree (or git is missing)") from None
+    return sorted(entry[3:] for entry in listed.split("\0") if len(entry) > 3)
+
+
+def commit_record(project_root: Path, dirty: bool) -> Artifact:
+    """The commit deployed, uploaded beside plugins.zip: what runs can be traced to it."""
+    try:
+        head = subprocess.run(["git", "-C", str(project_root), "rev-parse", "HEAD"],
+                              check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        raise DeployError(f"{project_root} has no commit yet: commit what you deploy") from None
+    note = "with uncommitted changes (--allow-dirty)\n" if dirty else ""
+    return Artifact(COMMIT_KEY, f"{head}\n{note}".encode())
 
 
 def requirements(project_root: Path) -> Artifact:

@@ -23,6 +23,7 @@ class AwsClients:
     logs: Any  # CloudWatch Logs: what MWAA's pip install wrote
     cloudwatch: Any  # the dashboard and alarms
     sns: Any  # the alert topic
+    kms: Any  # the alert topic's key
 
     @classmethod
     def for_region(cls, region: str) -> AwsClients:
@@ -40,9 +41,22 @@ class AwsClients:
                     "logs",
                     "cloudwatch",
                     "sns",
+                    "kms",
                 )
             )
         )
+
+
+def expect_bucket_owner(s3: Any, account: str) -> None:
+    """Every S3 call of this client that can carry ExpectedBucketOwner carries `account`:
+    bucket names are predictable, so a bucket someone else created under ours is never read
+    from, written to or configured (S3 answers 403 instead)."""
+
+    def add_owner(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if "ExpectedBucketOwner" in getattr(model.input_shape, "members", {}):
+            params.setdefault("ExpectedBucketOwner", account)
+
+    s3.meta.events.register("provide-client-params.s3.*", add_owner, unique_id="expect-owner")
 
 
 def keep_request_bodies_out_of_logs() -> None:

@@ -25,13 +25,20 @@ from botocore.exceptions import BotoCoreError, ClientError
 from deploy.mwaa import airflow_api, requirements_log
 from deploy.mwaa.artifacts import (
     DAGS_PREFIX,
+    commit_record,
     dag_artifacts,
     plugins_zip,
     requirements,
+    uncommitted_changes,
     untracked_files,
 )
-from deploy.mwaa.aws import AwsClients, error_code, keep_request_bodies_out_of_logs
-from deploy.mwaa.buckets import ensure_bucket
+from deploy.mwaa.aws import (
+    AwsClients,
+    error_code,
+    expect_bucket_owner,
+    keep_request_bodies_out_of_logs,
+)
+from deploy.mwaa.buckets import check_bucket, ensure_bucket, principal_patterns
 from deploy.mwaa.config import (
     DAG_ID,
     DEFAULT_AIRFLOW_VERSION,
@@ -44,13 +51,14 @@ from deploy.mwaa.environment import (
     EnvironmentWaiter,
     airflow_options,
     check_network,
+    check_owner,
     current_environment,
     desired_environment,
     ensure_environment,
 )
-from deploy.mwaa.monitoring import ensure_monitoring
+from deploy.mwaa.monitoring import check_dead_man, ensure_monitoring
 from deploy.mwaa.plan import Plan
-from deploy.mwaa.role import ensure_execution_role
+from deploy.mwaa.role import current_role, ensure_execution_role
 from deploy.mwaa.secrets import Prompt, plan_connection_secrets
 from deploy.mwaa.sync import sync_dag_folder, sync_versioned_object
 
@@ -99,6 +107,17 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--security-group-ids", type=_csv, default=_csv(env.get("MWAA_SECURITY_GROUP_IDS", ""))
+    )
+    parser.add_argument(
+        "--break-glass-role",
+        default="",
+        help="IAM role that may read the data buckets besides the pipeline and the deployer "
+        "(default: <prefix>-break-glass)",
+    )
+    parser.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="ship tracked files with uncommitted changes (refused otherwise)",
     )
     parser.add_argument("--alert-emails", type=_csv, default=DeployConfig("x").alert_emails)
     parser.add_argument("--alert-from", default=DeployConfig("x").alert_from)
@@ -200,6 +219,8 @@ def config_from_args(args: argparse.Namespace) -> DeployConfig:
         secrets_prefix=args.secrets_prefix,
         lag_alarm_minutes=args.lag_alarm_minutes,
         dead_man_minutes=args.dead_man_minutes,
+        break_glass_role=args.break_glass_role,
+        allow_dirty=args.allow_dirty,
     )
     config.validate()
     return config
@@ -213,18 +234,34 @@ def apply(
     plan: Plan,
     waiter: EnvironmentWaiter,
 ) -> Plan:
-    """Everything is read and checked first (the DAG's options, the artifacts, the network,
-    every connection value and who owns the secrets), so a bad or missing value stops the
-    run before anything is written."""
+    """Everything is read and checked first (the DAG's options, the artifacts and that they
+    are committed, the network, every connection value, and whose the environment, role,
+    buckets and secrets are), so a bad or missing value, or a resource of another project,
+    stops the run before anything is written."""
     root = config.project_root
-    check_dag_options(airflow_options(config), root)
+    caller = clients.sts.get_caller_identity()
+    account = str(caller["Account"])
+    dag_settings = check_dag_options(airflow_options(config, account), root)
+    check_dead_man(config, int(dag_settings.load_every_minutes))
     dags = dag_artifacts(root)
     for name in untracked_files(root):
         plan.say(f"note: {name} is not tracked by git, so it is not shipped")
     plugins, requirements_txt = plugins_zip(root), requirements(root)
-    account = str(clients.sts.get_caller_identity()["Account"])
-    existing = current_environment(clients.mwaa, config.environment_name)
+    dirty = uncommitted_changes(root)
+    if dirty and not config.allow_dirty:
+        raise DeployError(
+            f"{dirty[0]} has uncommitted changes ({len(dirty)} file(s) in all): commit them, "
+            "or pass --allow-dirty to ship the working tree as it is"
+        )
+    for name in dirty:
+        plan.say(f"note: {name} ships with uncommitted changes (--allow-dirty)")
+    record = commit_record(root, bool(dirty))
+    expect_bucket_owner(clients.s3, account)
+    existing = current_environment(clients.mwaa, config.mwaa_name)
+    check_owner(existing, config)
     check_network(existing, config)
+    role = current_role(clients.iam, config)
+    bucket_exists = {bucket: check_bucket(clients.s3, bucket, config) for bucket in config.buckets}
     dag_files = {artifact.key.removeprefix(f"{DAGS_PREFIX}/") for artifact in dags}
     secrets = plan_connection_secrets(
         clients.secretsmanager, config, env, prompt, plan.dry_run, dag_files
@@ -234,10 +271,17 @@ def apply(
             plan.would(secret.resource, secret.action)
         else:
             plan.change(secret.resource, secret.action, secret.call, **secret.kwargs)
+    # the raw extracts hold personal data: only the pipeline, the deployer and break-glass
+    data_readers = [
+        f"arn:aws:iam::{account}:role/{config.role_name}",
+        f"arn:aws:iam::{account}:role/{config.break_glass_role_name}",
+        *principal_patterns(str(caller["Arn"])),
+    ]
     for bucket in config.buckets:
-        ensure_bucket(clients.s3, bucket, config.region, config.noncurrent_version_days, plan)
-    role_arn = ensure_execution_role(clients.iam, config, account, plan)
-    ensure_monitoring(clients.cloudwatch, clients.sns, config, plan)
+        readers = None if bucket == config.source_bucket else data_readers
+        ensure_bucket(clients.s3, bucket, config, plan, bucket_exists[bucket], readers)
+    role_arn = ensure_execution_role(clients.iam, config, account, plan, role)
+    ensure_monitoring(clients.cloudwatch, clients.sns, clients.kms, config, account, plan)
     sync_dag_folder(clients.s3, config.source_bucket, dags, plan)
     versions = ArtifactVersions(
         plugins=sync_versioned_object(clients.s3, config.source_bucket, plugins, plan),
@@ -245,7 +289,8 @@ def apply(
             clients.s3, config.source_bucket, requirements_txt, plan
         ),
     )
-    desired = desired_environment(config, role_arn, versions)
+    sync_versioned_object(clients.s3, config.source_bucket, record, plan)
+    desired = desired_environment(config, role_arn, versions, account)
     role_is_new = any(
         c.resource.startswith("iam role") and c.action.startswith("create") for c in plan.changes
     )
@@ -255,19 +300,28 @@ def apply(
         # when pip failed: what pip wrote decides
         pip_failed, line = requirements_log.describe(clients.logs, settled)
         if pip_failed:
-            raise DeployError(f"{config.environment_name} is AVAILABLE but {line}")
+            raise DeployError(f"{config.mwaa_name} is AVAILABLE but {line}")
         plan.say(line)
     return plan
 
 
-def show_status(config: DeployConfig, clients: AwsClients, say: Callable[[str], None]) -> int:
-    environment = current_environment(clients.mwaa, config.environment_name)
+def _ours(config: DeployConfig, clients: AwsClients) -> None:
+    """Before unpause, trigger or backfill: the environment exists and is this project's."""
+    environment = current_environment(clients.mwaa, config.mwaa_name)
     if environment is None:
-        say(f"mwaa environment {config.environment_name} does not exist")
+        raise DeployError(f"mwaa environment {config.mwaa_name} does not exist")
+    check_owner(environment, config)
+
+
+def show_status(config: DeployConfig, clients: AwsClients, say: Callable[[str], None]) -> int:
+    environment = current_environment(clients.mwaa, config.mwaa_name)
+    if environment is None:
+        say(f"mwaa environment {config.mwaa_name} does not exist")
         return 1
+    check_owner(environment, config)
     last = environment.get("LastUpdate", {})
     say(
-        f"{config.environment_name}: {environment.get('Status')} (Airflow {environment.get('AirflowVersion')})"
+        f"{config.mwaa_name}: {environment.get('Status')} (Airflow {environment.get('AirflowVersion')})"
     )
     say(f"  UI: https://{environment.get('WebserverUrl', '?')}")
     say(
@@ -277,7 +331,7 @@ def show_status(config: DeployConfig, clients: AwsClients, say: Callable[[str], 
     pip_failed, requirements_line = requirements_log.describe(clients.logs, environment)
     say(f"  {requirements_line}")
     if environment.get("Status") == "AVAILABLE":
-        for run in airflow_api.recent_runs(clients.mwaa, config.environment_name):
+        for run in airflow_api.recent_runs(clients.mwaa, config.mwaa_name):
             say(f"  run {run.get('dag_run_id')}: {run.get('state')} (after {run.get('run_after')})")
     return 1 if pip_failed else 0
 
@@ -300,8 +354,9 @@ def main(
         if args.command == "status":
             return show_status(config, clients, say)
         if args.command == "unpause":
-            airflow_api.unpause(clients.mwaa, config.environment_name)
-            say(f"{DAG_ID} is unpaused in {config.environment_name}")
+            _ours(config, clients)
+            airflow_api.unpause(clients.mwaa, config.mwaa_name)
+            say(f"{DAG_ID} is unpaused in {config.mwaa_name}")
             return 0
         if args.command == "trigger":
             conf = {
@@ -309,11 +364,14 @@ def main(
                 "force_load": args.force_load,
                 "tables": list(args.tables),
             }
-            say(f"triggered {airflow_api.trigger_run(clients.mwaa, config.environment_name, conf)}")
+            _ours(config, clients)
+            say(f"triggered {airflow_api.trigger_run(clients.mwaa, config.mwaa_name, conf)}")
             return 0
         if args.command == "backfill":
+            interval = _backfill_range(args)
+            _ours(config, clients)
             backfill_id = airflow_api.create_backfill(
-                clients.mwaa, config.environment_name, *_backfill_range(args),
+                clients.mwaa, config.mwaa_name, *interval,
                 args.max_active_runs, args.reprocess_behavior, {"tables": list(args.tables)},
             )  # fmt: skip
             say(f"backfill {backfill_id} created: {DAG_ID} from {args.from_date.isoformat()}"

@@ -1,7 +1,9 @@
 """What a deployment should look like: one typed object built from flags and environment.
 
-Names derive from a prefix and the environment name, so two environments (e.g. `dev` and
-`prod`) never share a bucket, a role or a log group.
+Every name derives from one stem, `<prefix>-<env>` (`totesys-prod`): the MWAA environment,
+its buckets, role, log groups, connection secrets, metrics namespace, topic, alarms and
+dashboard. So two environments (`dev`, `prod`) and two projects deploying the same
+environment name (`--prefix totesys`, `--prefix other`) never share any of them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,14 @@ PREFIX = re.compile(r"[a-z][a-z0-9-]*")
 SUBNET_ID = re.compile(r"subnet-[a-zA-Z0-9\-._]+")
 SECURITY_GROUP_ID = re.compile(r"sg-[a-zA-Z0-9\-._]+")
 ROLE_NAME_MAX = 64  # IAM
+ROLE_NAME = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
+PROJECT_TAG = "project"  # on the environment, its role and its secrets: whose they are
+MWAA_NAME_MAX = 80  # MWAA's EnvironmentName
+# Secrets Manager names: letters, digits and /_+=.@- ; no wildcard (IAM would read it as one)
+SECRETS_PREFIX = re.compile(r"[A-Za-z0-9_+=.@-]+(/[A-Za-z0-9_+=.@-]+)*")
+METRICS_NAMESPACE_ROOT = "Totesys/Pipeline"  # + "/<stem>": one namespace per environment
+MAX_WORKERS = 25  # MWAA's MaxWorkers limit (API model: 1-25)
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 # schedulers each environment class allows (MWAA API docs: mw1.micro runs one, others 2-5)
 ENVIRONMENT_CLASSES = {
     "mw1.micro": range(1, 2),
@@ -60,10 +70,33 @@ class DeployConfig:
     extra_options: Mapping[str, str] = field(default_factory=dict)  # section.key -> value
     lag_alarm_minutes: int = 30  # alarm when a source change waited longer than this
     dead_man_minutes: int = 60  # alarm when no load succeeded (or nothing reported) this long
+    # the role that may read the data buckets besides the pipeline and the deployer; empty:
+    # <prefix>-break-glass (it need not exist until someone needs it)
+    break_glass_role: str = ""
+    allow_dirty: bool = False  # ship tracked files with uncommitted changes as they are
 
     @property
     def name_stem(self) -> str:
+        """`<prefix>-<env>`: every name of this deployment starts from it."""
         return f"{self.prefix}-{self.environment_name}".lower()
+
+    @property
+    def mwaa_name(self) -> str:
+        """The MWAA environment's name: the stem, so `--prefix other --env-name test` is
+        another environment than `--env-name test`, never the same one repointed."""
+        return self.name_stem
+
+    @property
+    def metrics_namespace(self) -> str:
+        """This environment's own CloudWatch namespace: the role may publish only there."""
+        return f"{METRICS_NAMESPACE_ROOT}/{self.name_stem}"
+
+    @property
+    def log_group_names(self) -> tuple[str, ...]:
+        """The log groups MWAA makes (`airflow-<name>-<kind>`), named exactly: a pattern
+        `airflow-<name>-*` would also match environment `<name>-2`'s."""
+        kinds = ("DAGProcessing", "Scheduler", "Task", "WebServer", "Worker")
+        return tuple(f"airflow-{self.mwaa_name}-{kind}" for kind in kinds)
 
     @property
     def ingestion_bucket(self) -> str:
@@ -90,7 +123,11 @@ class DeployConfig:
     @property
     def connections_prefix(self) -> str:
         """Each environment its own: the role and the secrets backend are scoped to it."""
-        return self.secrets_prefix or f"airflow/{self.environment_name}/connections"
+        return self.secrets_prefix or f"airflow/{self.name_stem}/connections"
+
+    @property
+    def break_glass_role_name(self) -> str:
+        return self.break_glass_role or f"{self.prefix}-break-glass"
 
     @property
     def ses_smtp_host(self) -> str:
@@ -110,15 +147,25 @@ class DeployConfig:
             raise DeployError(
                 f"prefix {self.prefix!r}: lower-case letters, digits and '-', starting with a letter"
             )
+        if len(self.mwaa_name) > MWAA_NAME_MAX:
+            raise DeployError(
+                f"environment name {self.mwaa_name!r} (<prefix>-<env>) is longer than "
+                f"{MWAA_NAME_MAX} characters"
+            )
         longest = max(self.buckets, key=len)
         if len(longest) > 63:
             raise DeployError(f"bucket name {longest!r} is longer than 63 characters")
+        if not ROLE_NAME.fullmatch(self.break_glass_role_name):
+            raise DeployError(
+                f"--break-glass-role {self.break_glass_role_name!r}: an IAM role name "
+                "(letters, digits and +=,.@_-, at most 64)"
+            )
         if len(self.role_name) > ROLE_NAME_MAX:
             raise DeployError(
                 f"role name {self.role_name!r} is longer than {ROLE_NAME_MAX} characters"
             )
-        if not 1 <= self.min_workers <= self.max_workers:
-            raise DeployError("workers: need 1 <= --min-workers <= --max-workers")
+        if not 1 <= self.min_workers <= self.max_workers <= MAX_WORKERS:
+            raise DeployError(f"workers: need 1 <= --min-workers <= --max-workers <= {MAX_WORKERS}")
         allowed = ENVIRONMENT_CLASSES.get(self.environment_class)
         if allowed is None:
             raise DeployError(
@@ -140,13 +187,17 @@ class DeployConfig:
             or not all(SECURITY_GROUP_ID.fullmatch(group) for group in self.security_group_ids)
         ):
             raise DeployError("--security-group-ids: one to five sg-... ids")
-        if self.secrets_prefix and (
-            self.secrets_prefix != self.secrets_prefix.strip("/")
-            or not self.secrets_prefix.strip("/")
-        ):
+        if self.secrets_prefix and not SECRETS_PREFIX.fullmatch(self.secrets_prefix):
+            # '*' or '?' would widen the role's secret ARN into a wildcard
             raise DeployError(
-                f"secrets prefix {self.secrets_prefix!r} must not start or end with '/'"
+                f"secrets prefix {self.secrets_prefix!r}: letters, digits and /_+=.@- only, "
+                "not starting or ending with '/' (no wildcards)"
             )
+        for address in (*self.alert_emails, self.alert_from):
+            if not EMAIL.fullmatch(address):
+                raise DeployError(
+                    f"{address!r} is not an email address (--alert-emails, --alert-from)"
+                )
         if not 1 <= self.lag_alarm_minutes <= 1440:
             raise DeployError("--lag-alarm-minutes: 1 to 1440")
         if not 5 <= self.dead_man_minutes <= 1440:

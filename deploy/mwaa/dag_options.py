@@ -51,8 +51,9 @@ def _dag_config_class(project_root: Path) -> Any:
     return module.DagConfig
 
 
-def check_dag_options(options: Mapping[str, str], project_root: Path) -> None:
-    """Refuse, in one line, a `totesys.*` option the DAG would ignore or fail on."""
+def check_dag_options(options: Mapping[str, str], project_root: Path) -> Any:
+    """Refuse, in one line, a `totesys.*` option the DAG would ignore or fail on; the DAG's
+    settings (its DagConfig) as MWAA will read them."""
     dag_config = _dag_config_class(project_root)
     known = list(dag_config.__dataclass_fields__)
     env = {}
@@ -86,6 +87,7 @@ def check_dag_options(options: Mapping[str, str], project_root: Path) -> None:
         WarehouseNames.parse(str(config.warehouse_name_map))
     except ConfigError as error:
         raise DeployError(f"option {SECTION}.warehouse_name_map: {error}") from None
+    return config
 
 
 def _valid_cron(expression: str) -> bool:

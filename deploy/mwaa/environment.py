@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from deploy.mwaa.artifacts import DAGS_PREFIX, PLUGINS_KEY, REQUIREMENTS_KEY
 from deploy.mwaa.aws import error_code, is_not_found
-from deploy.mwaa.config import LOG_TYPES, DeployConfig, DeployError
+from deploy.mwaa.config import LOG_TYPES, PROJECT_TAG, DeployConfig, DeployError
 from deploy.mwaa.plan import Plan
 
 SECRETS_BACKEND = "airflow.providers.amazon.aws.secrets.secrets_manager.SecretsManagerBackend"
@@ -43,9 +43,10 @@ class ArtifactVersions:
     requirements: str
 
 
-def airflow_options(config: DeployConfig) -> dict[str, str]:
+def airflow_options(config: DeployConfig, account: str) -> dict[str, str]:
     """Airflow configuration MWAA writes as AIRFLOW__SECTION__KEY variables: the secrets
-    backend, SES for email, and the DAG's own settings (read by totesys_airflow.config)."""
+    backend, SES for email, log masking, and the DAG's own settings (read by
+    totesys_airflow.config). `account`: the AWS account that must own the buckets."""
     options = {
         "secrets.backend": SECRETS_BACKEND,
         "secrets.backend_kwargs": json.dumps(
@@ -56,6 +57,8 @@ def airflow_options(config: DeployConfig) -> dict[str, str]:
                 "config_prefix": None,
             }
         ),
+        # a password is masked in logs also as it appears percent-encoded in a URL
+        "logging.secret_mask_adapter": "urllib.parse.quote",
         "email.email_conn_id": "smtp_default",
         "smtp.smtp_host": config.ses_smtp_host,
         "smtp.smtp_port": "587",
@@ -68,7 +71,9 @@ def airflow_options(config: DeployConfig) -> dict[str, str]:
         "totesys.alert_from": config.alert_from,
         # the pipeline's and the listener's metrics, which the alarms watch
         "totesys.metrics_sink": "cloudwatch",
-        "totesys.environment": config.environment_name,
+        "totesys.environment": config.mwaa_name,
+        "totesys.metrics_namespace": config.metrics_namespace,
+        "totesys.expected_bucket_owner": account,
     }
     overridden = sorted(set(options) & set(config.extra_options))
     if overridden:
@@ -82,10 +87,10 @@ def airflow_options(config: DeployConfig) -> dict[str, str]:
 
 
 def desired_environment(
-    config: DeployConfig, role_arn: str, versions: ArtifactVersions
+    config: DeployConfig, role_arn: str, versions: ArtifactVersions, account: str
 ) -> dict[str, Any]:
     return {
-        "Name": config.environment_name,
+        "Name": config.mwaa_name,
         "ExecutionRoleArn": role_arn,
         "SourceBucketArn": f"arn:aws:s3:::{config.source_bucket}",
         "DagS3Path": DAGS_PREFIX,
@@ -104,8 +109,8 @@ def desired_environment(
         "MaxWorkers": config.max_workers,
         "Schedulers": config.schedulers,
         "WebserverAccessMode": config.webserver_access_mode,
-        "AirflowConfigurationOptions": airflow_options(config),
-        "Tags": {"project": config.prefix},
+        "AirflowConfigurationOptions": airflow_options(config, account),
+        "Tags": {PROJECT_TAG: config.prefix},
     }
 
 
@@ -148,6 +153,21 @@ def current_environment(mwaa: Any, name: str) -> dict[str, Any] | None:
             return None
         raise
     return environment
+
+
+def check_owner(current: Mapping[str, Any] | None, config: DeployConfig) -> None:
+    """Checked before anything is written: an existing environment of this name must carry
+    this project's tag, so a deployment never repoints another project's environment at its
+    own role and bucket (names are `<prefix>-<env>`, yet `a-b` + `c` and `a` + `b-c` meet)."""
+    if current is None:
+        return
+    owner = dict(current.get("Tags") or {}).get(PROJECT_TAG)
+    if owner != config.prefix:
+        whose = f"project {owner!r}" if owner else f"no project (no {PROJECT_TAG} tag)"
+        raise DeployError(
+            f"mwaa environment {config.mwaa_name} belongs to {whose}, not {config.prefix!r}: "
+            "choose another --prefix or --env-name"
+        )
 
 
 def check_network(current: Mapping[str, Any] | None, config: DeployConfig) -> None:

@@ -2,6 +2,11 @@
 AVAILABLE even when it did not (the DAG then fails to import, and no task runs to send an
 email), so `status` reads what pip wrote: MWAA logs each container's install to a stream
 named `requirements_install_<host>` in the scheduler and worker log groups.
+
+The image logs pip's output through Python logging as `[%(levelname)s] - %(message)s`, so a
+pip error reads `[INFO] - ERROR: Could not find a version ...`: pip's `ERROR:` is matched
+after that prefix as well as bare. Logs that cannot be read (AccessDenied, throttling) are
+no evidence of success: the check then fails, saying why.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from deploy.mwaa.aws import error_code, is_not_found
 STREAM_PREFIX = "requirements_install"
 # the log groups pip's output goes to, and the names MWAA gives them
 LOG_GROUPS = {"SchedulerLogs": "Scheduler", "WorkerLogs": "Worker"}
-PIP_ERROR = re.compile(r"^\s*ERROR:")
+# pip's error line, bare or behind the image's `[LEVEL] - ` logging prefix
+PIP_ERROR = re.compile(r"^\s*(?:\[[A-Z]+\]\s*-\s*)?(ERROR:.*)$")
 SHOWN_CHARACTERS = 300
 
 
@@ -53,20 +59,24 @@ def install_logs(logs: Any, environment: Mapping[str, Any]) -> list[InstallLog]:
                 continue  # an install from before the last update
             name = stream["logStreamName"]
             errors = tuple(
-                line.strip()[:SHOWN_CHARACTERS]
+                error.group(1).strip()[:SHOWN_CHARACTERS]
                 for line in _messages(logs, group, name, since_ms)
-                if PIP_ERROR.match(line)
+                if (error := PIP_ERROR.match(line))
             )
             found.append(InstallLog(f"{group}/{name}", errors))
     return found
 
 
 def describe(logs: Any, environment: Mapping[str, Any]) -> tuple[bool, str]:
-    """(whether pip failed, one line for `status`)."""
+    """(whether the check failed: pip failed or its logs could not be read, one line for
+    `status`)."""
     try:
         found = install_logs(logs, environment)
     except ClientError as error:
-        return False, f"requirements: cannot read the install logs ({error_code(error)})"
+        return True, (
+            f"requirements: cannot read the install logs ({error_code(error)}), so pip's "
+            "result is unknown; the caller needs logs:DescribeLogStreams and logs:GetLogEvents"
+        )
     failed = [log for log in found if log.errors]
     if failed:
         return True, (

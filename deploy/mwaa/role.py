@@ -15,12 +15,10 @@ from urllib.parse import unquote
 from botocore.exceptions import ClientError
 
 from deploy.mwaa.aws import is_not_found
-from deploy.mwaa.config import DeployConfig
+from deploy.mwaa.config import PROJECT_TAG, DeployConfig, DeployError
+from deploy.mwaa.monitoring import MWAA_NAMESPACE
 from deploy.mwaa.plan import Plan
 from deploy.mwaa.secrets import ENVIRONMENT_TAG
-from etl.metrics import NAMESPACE
-
-MWAA_NAMESPACE = "AmazonMWAA"  # the namespace of MWAA's own environment metrics
 
 POLICY_NAME = "mwaa-execution"
 ACTIONS_WITHOUT_RESOURCES = frozenset(
@@ -29,7 +27,7 @@ ACTIONS_WITHOUT_RESOURCES = frozenset(
 
 
 def environment_arn(config: DeployConfig, account: str) -> str:
-    return f"arn:aws:airflow:{config.region}:{account}:environment/{config.environment_name}"
+    return f"arn:aws:airflow:{config.region}:{account}:environment/{config.mwaa_name}"
 
 
 def trust_policy(config: DeployConfig, account: str) -> dict[str, Any]:
@@ -53,10 +51,17 @@ def trust_policy(config: DeployConfig, account: str) -> dict[str, Any]:
 
 
 def execution_policy(config: DeployConfig, account: str) -> dict[str, Any]:
-    region, env = config.region, config.environment_name
+    region = config.region
     source = f"arn:aws:s3:::{config.source_bucket}"
     data = [f"arn:aws:s3:::{name}" for name in (config.ingestion_bucket, config.processed_bucket)]
-    log_groups = f"arn:aws:logs:{region}:{account}:log-group:airflow-{env}-*"
+    # the buckets' names are predictable: they count only when this account owns them
+    own_account = {"StringEquals": {"s3:ResourceAccount": account}}
+    log_groups = [
+        arn
+        for name in config.log_group_names
+        for arn in (f"arn:aws:logs:{region}:{account}:log-group:{name}",
+                    f"arn:aws:logs:{region}:{account}:log-group:{name}:*")
+    ]  # fmt: skip
     statements: list[dict[str, Any]] = [
         {"Sid": "PublishMetrics", "Effect": "Allow", "Action": "airflow:PublishMetrics",
          "Resource": environment_arn(config, account)},
@@ -64,27 +69,29 @@ def execution_policy(config: DeployConfig, account: str) -> dict[str, Any]:
          "Resource": [source, f"{source}/*"]},
         {"Sid": "ReadDagSource", "Effect": "Allow",
          "Action": ["s3:GetObject*", "s3:GetBucket*", "s3:List*"],
-         "Resource": [source, f"{source}/*"]},
+         "Resource": [source, f"{source}/*"], "Condition": own_account},
         {"Sid": "ListDataBuckets", "Effect": "Allow",
          "Action": ["s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads"],
-         "Resource": data},
+         "Resource": data, "Condition": own_account},
         {"Sid": "ReadWriteData", "Effect": "Allow",
          "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
                     "s3:ListMultipartUploadParts"],
-         "Resource": [f"{arn}/*" for arn in data]},
+         "Resource": [f"{arn}/*" for arn in data], "Condition": own_account},
         {"Sid": "AccountPublicAccessBlock", "Effect": "Allow",
          "Action": "s3:GetAccountPublicAccessBlock", "Resource": "*"},
         {"Sid": "Logs", "Effect": "Allow",
          "Action": ["logs:CreateLogStream", "logs:CreateLogGroup", "logs:PutLogEvents",
                     "logs:GetLogEvents", "logs:GetLogRecord", "logs:GetLogGroupFields",
                     "logs:GetQueryResults"],
-         "Resource": [log_groups]},
+         "Resource": log_groups},
         {"Sid": "DescribeLogGroups", "Effect": "Allow", "Action": "logs:DescribeLogGroups",
          "Resource": f"arn:aws:logs:{region}:{account}:log-group:*"},
         # PutMetricData has no resource to scope; its namespace is the condition: MWAA's own
-        # metrics and the pipeline's (etl/metrics.py), nothing else
+        # metrics and this environment's namespace of the pipeline's (etl/metrics.py), so no
+        # environment can publish into, and so silence or set off, another's alarms
         {"Sid": "Metrics", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
-         "Condition": {"StringEquals": {"cloudwatch:namespace": [MWAA_NAMESPACE, NAMESPACE]}}},
+         "Condition": {"StringEquals": {
+             "cloudwatch:namespace": [MWAA_NAMESPACE, config.metrics_namespace]}}},
         {"Sid": "CeleryQueues", "Effect": "Allow",
          "Action": ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
                     "sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:SendMessage"],
@@ -96,22 +103,64 @@ def execution_policy(config: DeployConfig, account: str) -> dict[str, Any]:
         {"Sid": "ConnectionSecrets", "Effect": "Allow",
          "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
          "Resource": f"arn:aws:secretsmanager:{region}:{account}:secret:{config.connections_prefix}/*",
-         "Condition": {"StringEquals": {f"secretsmanager:ResourceTag/{ENVIRONMENT_TAG}": env}}},
+         "Condition": {"StringEquals": {
+             f"secretsmanager:ResourceTag/{ENVIRONMENT_TAG}": config.mwaa_name,
+             f"secretsmanager:ResourceTag/{PROJECT_TAG}": config.prefix}}},
     ]  # fmt: skip
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def ensure_execution_role(iam: Any, config: DeployConfig, account: str, plan: Plan) -> str:
-    """The role's ARN, after creating it or bringing its trust and policy up to date."""
+def current_role(iam: Any, config: DeployConfig) -> dict[str, Any] | None:
+    """The execution role as it is, after checking it is this project's and carries nothing
+    but our inline policy: refused in one line, before anything is written, otherwise.
+
+    Only the inline policy is reconciled; an attached managed policy or another inline one
+    would widen what every task may do without this deployer seeing it, so it is refused
+    rather than silently kept (or silently removed from a role someone else changed)."""
     name = config.role_name
-    resource = f"iam role {name}"
-    arn = f"arn:aws:iam::{account}:role/{name}"
     try:
-        role = iam.get_role(RoleName=name)["Role"]
+        role: dict[str, Any] = iam.get_role(RoleName=name)["Role"]
     except ClientError as error:
         if not is_not_found(error):
             raise
-        role = None
+        return None
+    tags = {tag.get("Key"): tag.get("Value") for tag in role.get("Tags", [])}
+    if tags.get(PROJECT_TAG) != config.prefix:
+        owner = tags.get(PROJECT_TAG)
+        whose = f"project {owner!r}" if owner else f"no project (no {PROJECT_TAG} tag)"
+        raise DeployError(f"iam role {name} belongs to {whose}, not {config.prefix!r}")
+    attached = [
+        policy["PolicyArn"]
+        for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=name)
+        for policy in page.get("AttachedPolicies", [])
+    ]
+    if attached:
+        raise DeployError(
+            f"iam role {name} has managed policy {attached[0]} attached; the deployer manages "
+            f"only its inline policy {POLICY_NAME}: detach it (the role needs nothing more)"
+        )
+    others = [
+        policy
+        for page in iam.get_paginator("list_role_policies").paginate(RoleName=name)
+        for policy in page.get("PolicyNames", [])
+        if policy != POLICY_NAME
+    ]
+    if others:
+        raise DeployError(
+            f"iam role {name} has inline policy {others[0]} besides {POLICY_NAME}: delete it "
+            "(the role needs nothing more)"
+        )
+    return role
+
+
+def ensure_execution_role(
+    iam: Any, config: DeployConfig, account: str, plan: Plan, role: dict[str, Any] | None
+) -> str:
+    """The role's ARN, after creating it or bringing its trust and policy up to date.
+    `role`: what current_role found before anything was written."""
+    name = config.role_name
+    resource = f"iam role {name}"
+    arn = f"arn:aws:iam::{account}:role/{name}"
     if role is None:
         plan.change(
             resource,
@@ -119,8 +168,8 @@ def ensure_execution_role(iam: Any, config: DeployConfig, account: str, plan: Pl
             iam.create_role,
             RoleName=name,
             AssumeRolePolicyDocument=json.dumps(trust_policy(config, account)),
-            Description=f"MWAA execution role of {config.environment_name}",
-            Tags=[{"Key": "project", "Value": config.prefix}],
+            Description=f"MWAA execution role of {config.mwaa_name}",
+            Tags=[{"Key": PROJECT_TAG, "Value": config.prefix}],
         )
     else:
         arn = role["Arn"]

@@ -1,10 +1,11 @@
-"""The pipeline's connections in Secrets Manager (`airflow/<env>/connections/<id>` by
-default), where MWAA's secrets backend finds them.
+"""The pipeline's connections in Secrets Manager (`airflow/<prefix>-<env>/connections/<id>`
+by default), where MWAA's secrets backend finds them.
 
-Each environment has its own prefix, and each secret carries the tag `mwaa-environment`
-naming the environment it belongs to: a secret under this environment's prefix that is
-tagged for another one (or not tagged) is refused, whether or not new values were given,
-so one environment never writes, or quietly runs on, another's databases.
+Each environment has its own prefix, and each secret carries two tags: `project` (the
+deployment's `--prefix`) and `mwaa-environment` (the MWAA environment, `<prefix>-<env>`). A
+secret under this environment's prefix tagged for another project or environment (or not
+tagged) is refused, whether or not new values were given, so one environment never writes,
+or quietly runs on, another's databases.
 
 Values come from the environment or a hidden prompt and go straight into the API call: they
 are never printed, logged or written to disk, and a secret is rewritten only when its value
@@ -21,7 +22,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from deploy.mwaa.aws import is_not_found
-from deploy.mwaa.config import DeployConfig, DeployError
+from deploy.mwaa.config import PROJECT_TAG, DeployConfig, DeployError
 from etl.config import url_parts
 from etl.errors import ConfigError
 
@@ -87,6 +88,10 @@ def postgres_connection(env_name: str, url: str, dag_files: Collection[str] = ()
         raise DeployError(f"{env_name} needs a user, a host and a database name")
     if "," in parts["host"]:
         raise DeployError(f"{env_name}: name one host; the connection holds one")
+    port = parts.get("port") or "5432"
+    if not (port.isdigit() and 1 <= int(port) <= 65535):
+        # "5432,5433" (a multi-host URL's ports) or 99999: the connection holds one port
+        raise DeployError(f"{env_name}: the port must be one number from 1 to 65535")
     extra = {key: parts[key] for key in KEPT_PARAMETERS if parts.get(key)}
     extra.setdefault("sslmode", "require")
     if extra["sslmode"] not in TLS_MODES:
@@ -107,7 +112,7 @@ def postgres_connection(env_name: str, url: str, dag_files: Collection[str] = ()
     return {
         "conn_type": "postgres",
         "host": parts["host"],
-        "port": int(parts.get("port") or 5432),
+        "port": int(port),
         "login": parts["user"],
         "password": parts.get("password", ""),
         "schema": parts["dbname"],
@@ -155,7 +160,7 @@ def plan_connection_secrets(
     changes: list[SecretChange] = []
     for source in SOURCES:
         name = secret_name(config, source.conn_id)
-        stored = _stored(secretsmanager, name, config.environment_name)
+        stored = _stored(secretsmanager, name, owner_tags(config))
         values = {key: env[key] for key in source.env_names if env.get(key, "").strip()}
         if len(values) < len(source.env_names) and stored is None and prompt and not dry_run:
             values = {
@@ -177,8 +182,7 @@ def plan_connection_secrets(
         wanted = build_connection(config, source, values, dag_files)
         body = json.dumps(wanted, sort_keys=True)
         if stored is None:
-            tags = [{"Key": "project", "Value": config.prefix},
-                    {"Key": ENVIRONMENT_TAG, "Value": config.environment_name}]  # fmt: skip
+            tags = [{"Key": key, "Value": value} for key, value in owner_tags(config).items()]
             changes.append(SecretChange(
                 f"secret {name}", "create", secretsmanager.create_secret,
                 {"Name": name, "SecretString": body, "Tags": tags,
@@ -192,9 +196,15 @@ def plan_connection_secrets(
     return changes
 
 
-def _stored(secretsmanager: Any, name: str, environment: str) -> dict[str, Any] | None:
+def owner_tags(config: DeployConfig) -> dict[str, str]:
+    """The tags that say whose a secret is; the execution role may read only secrets with
+    both (role.py)."""
+    return {PROJECT_TAG: config.prefix, ENVIRONMENT_TAG: config.mwaa_name}
+
+
+def _stored(secretsmanager: Any, name: str, owner: Mapping[str, str]) -> dict[str, Any] | None:
     """The stored connection, or None when there is no secret; refused when the secret is
-    not tagged as this environment's."""
+    not tagged as this project's and this environment's."""
     try:
         described = secretsmanager.describe_secret(SecretId=name)
     except ClientError as error:
@@ -202,9 +212,17 @@ def _stored(secretsmanager: Any, name: str, environment: str) -> dict[str, Any] 
             return None
         raise
     tags = {tag.get("Key"): tag.get("Value") for tag in described.get("Tags", [])}
-    owner = tags.get(ENVIRONMENT_TAG)
-    if owner != environment:
-        whose = f"environment {owner!r}" if owner else f"no environment (no {ENVIRONMENT_TAG} tag)"
+    project, environment = owner[PROJECT_TAG], owner[ENVIRONMENT_TAG]
+    if tags.get(PROJECT_TAG) != project:
+        found = tags.get(PROJECT_TAG)
+        whose = f"project {found!r}" if found else f"no project (no {PROJECT_TAG} tag)"
+        raise DeployError(
+            f"secret {name} belongs to {whose}, not {project!r}: give each project its own "
+            f"--secrets-prefix, or tag the secret {PROJECT_TAG}={project} if it is this project's"
+        )
+    if tags.get(ENVIRONMENT_TAG) != environment:
+        found = tags.get(ENVIRONMENT_TAG)
+        whose = f"environment {found!r}" if found else f"no environment (no {ENVIRONMENT_TAG} tag)"
         raise DeployError(
             f"secret {name} belongs to {whose}, not {environment!r}: give each environment its "
             f"own --secrets-prefix, or tag the secret {ENVIRONMENT_TAG}={environment} if it is "

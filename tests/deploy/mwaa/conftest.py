@@ -95,9 +95,14 @@ class Deployment:
                     say=self.output.append, sleep=lambda seconds: None)  # fmt: skip
 
     @property
+    def mwaa_name(self) -> str:
+        """The MWAA environment's name: `<prefix>-<env>`, the stem of every name."""
+        return f"totesys-{self.env_name}"
+
+    @property
     def secrets_prefix(self) -> str:
         """Each environment's own, by default."""
-        return f"airflow/{self.env_name}/connections"
+        return f"airflow/{self.mwaa_name}/connections"
 
     def another_environment(self) -> Deployment:
         """A second environment in the same account (same clients and MWAA stub)."""
@@ -165,6 +170,7 @@ def deployment(aws: AwsEmulator, project: Path) -> Iterator[Deployment]:
         logs=aws.client("logs"),
         cloudwatch=aws.client("cloudwatch"),
         sns=aws.client("sns"),
+        kms=aws.client("kms"),
     )
     deployment = Deployment(clients, Stubber(mwaa), f"t{uuid.uuid4().hex[:10]}", project)
 
@@ -210,10 +216,16 @@ def not_found(stub: Stubber) -> None:
 
 def expect_create(deployment: Deployment) -> None:
     """MWAA will say: absent, created, CREATING, then AVAILABLE."""
-    stub, name = deployment.stub, deployment.env_name
+    stub, name = deployment.stub, deployment.mwaa_name
     not_found(stub)
     stub.add_response(
         "create_environment", {"Arn": f"arn:aws:airflow:{REGION}:123456789012:environment/{name}"}
     )
     stub.add_response("get_environment", {"Environment": {"Name": name, "Status": "CREATING"}})
     stub.add_response("get_environment", {"Environment": {"Name": name, "Status": "AVAILABLE"}})
+
+
+def expect_owned(deployment: Deployment) -> None:
+    """MWAA will say the environment exists and is this project's (tagged project=totesys)."""
+    deployment.stub.add_response("get_environment", {"Environment": {
+        "Name": deployment.mwaa_name, "Status": "AVAILABLE", "Tags": {"project": "totesys"}}})  # fmt: skip

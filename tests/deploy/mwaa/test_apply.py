@@ -17,7 +17,9 @@ from tests.deploy.mwaa.conftest import (
     SUBNETS,
     Deployment,
     as_get_environment,
+    commit,
     expect_create,
+    git,
     not_found,
 )
 
@@ -67,6 +69,7 @@ def update_requirements(
     """Add a line to requirements.txt; MWAA will answer an update that ends `final`."""
     requirements = deployment.project / "requirements.txt"
     requirements.write_text(requirements.read_text() + line + "\n")
+    commit(deployment.project, f"requirements: {line}")
     return expect_update(deployment, created, final, last_update)
 
 
@@ -88,10 +91,25 @@ def test_first_apply_creates_every_resource_with_the_required_settings(
         block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
         assert block == {"BlockPublicAcls": True, "IgnorePublicAcls": True,
                          "BlockPublicPolicy": True, "RestrictPublicBuckets": True}  # fmt: skip
-        (statement,) = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]
-        assert statement["Effect"] == "Deny"
-        assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-        assert set(statement["Resource"]) == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}
+        statements = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]
+        by_sid = {statement["Sid"]: statement for statement in statements}
+        tls = by_sid["DenyInsecureTransport"]
+        assert tls["Effect"] == "Deny"
+        assert tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        assert set(tls["Resource"]) == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}
+        # the raw extracts hold personal data: only the pipeline, the deployer, break-glass
+        data = by_sid.get("DataOnlyForPipelineDeployerAndBreakGlass")
+        assert (data is None) == (bucket == deployment.source_bucket)
+        if data is not None:
+            assert data["Effect"] == "Deny" and data["Principal"] == "*"
+            assert set(data["Condition"]["ArnNotLike"]["aws:PrincipalArn"]) == {
+                f"arn:aws:iam::123456789012:role/totesys-{name}-mwaa-execution",
+                "arn:aws:iam::123456789012:role/totesys-break-glass",
+                "arn:aws:iam::123456789012:user/moto",  # the deployer, as moto names it
+            }
+        assert s3.get_bucket_tagging(Bucket=bucket)["TagSet"] == [
+            {"Key": "project", "Value": "totesys"}
+        ]
         (lifecycle,) = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
         assert lifecycle["NoncurrentVersionExpiration"]["NoncurrentDays"] == 30
 
@@ -110,9 +128,13 @@ def test_first_apply_creates_every_resource_with_the_required_settings(
     account = deployment.clients.sts.get_caller_identity()["Account"]
     assert trust["Condition"] == {  # against the confused deputy
         "StringEquals": {"aws:SourceAccount": account},
-        "ArnLike": {"aws:SourceArn": f"arn:aws:airflow:eu-west-2:{account}:environment/{name}"},
+        "ArnLike": {
+            "aws:SourceArn": f"arn:aws:airflow:eu-west-2:{account}:environment/totesys-{name}"
+        },
     }
 
+    assert created["Name"] == f"totesys-{name}"
+    assert created["Tags"] == {"project": "totesys"}
     assert created["ExecutionRoleArn"] == role["Arn"]
     assert created["SourceBucketArn"] == f"arn:aws:s3:::{source}"
     assert created["AirflowVersion"] == "3.0.6"
@@ -133,6 +155,10 @@ def test_first_apply_creates_every_resource_with_the_required_settings(
     )
     assert options["totesys.ingestion_bucket"] == f"totesys-{name}-ingestion"
     assert options["smtp.smtp_port"] == "587"
+    assert options["totesys.environment"] == f"totesys-{name}"
+    assert options["totesys.metrics_namespace"] == f"Totesys/Pipeline/totesys-{name}"
+    assert options["totesys.expected_bucket_owner"] == account
+    assert options["logging.secret_mask_adapter"] == "urllib.parse.quote"
 
 
 def test_a_second_apply_with_nothing_changed_changes_nothing(deployment: Deployment) -> None:
@@ -153,12 +179,16 @@ def test_a_changed_dag_uploads_only_that_file_and_does_not_update_the_environmen
     created = first_apply(deployment)
     dag = deployment.project / "dags" / "totesys_etl.py"
     dag.write_text(dag.read_text() + "\n# a comment\n")
+    commit(deployment.project, "a comment in the DAG")
     before = deployment.versions("dags/etl/ingest.py")
     deployment.stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
 
     assert deployment.run() == 0
     changes = [line for line in deployment.output if line.startswith("s3://")]
-    assert changes == [f"s3://{deployment.source_bucket}/dags/totesys_etl.py: upload (changed)"]
+    assert changes == [
+        f"s3://{deployment.source_bucket}/dags/totesys_etl.py: upload (changed)",
+        f"s3://{deployment.source_bucket}/deployed-commit.txt: upload (changed)",  # the new commit
+    ]
     assert set(deployment.sent) == {"GetEnvironment"}  # no update_environment
     assert len(deployment.versions("dags/totesys_etl.py")) == 2
     assert deployment.versions("dags/etl/ingest.py") == before
@@ -167,6 +197,7 @@ def test_a_changed_dag_uploads_only_that_file_and_does_not_update_the_environmen
 def test_a_removed_etl_module_is_deleted_from_the_dag_folder(deployment: Deployment) -> None:
     created = first_apply(deployment)
     (deployment.project / "etl" / "status.py").unlink()
+    commit(deployment.project, "status.py removed")
     deployment.stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
 
     assert deployment.run() == 0
@@ -188,7 +219,7 @@ def test_changed_requirements_pass_their_new_version_to_update_environment(
     (update,) = deployment.sent["UpdateEnvironment"]
     new_version = deployment.current_version("requirements.txt")
     assert new_version != old_version
-    assert update == {"Name": deployment.env_name, "RequirementsS3ObjectVersion": new_version}
+    assert update == {"Name": deployment.mwaa_name, "RequirementsS3ObjectVersion": new_version}
     assert any("UPDATING" in line for line in deployment.output)
 
 
@@ -219,7 +250,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(deployment: Deployment) -> N
     assert f"would s3://{deployment.source_bucket}: create" in plan
     assert f"would iam role totesys-{deployment.env_name}-mwaa-execution: create" in plan
     assert f"would secret {deployment.secrets_prefix}/totesys_db: create" in plan
-    assert f"would mwaa environment {deployment.env_name}: create (Airflow 3.0.6)" in plan
+    assert f"would mwaa environment {deployment.mwaa_name}: create (Airflow 3.0.6)" in plan
     assert deployment.output[-1].endswith("(dry run: nothing written)")
     assert set(deployment.sent) == {"GetEnvironment"}
     clients = deployment.clients
@@ -235,6 +266,7 @@ def test_dry_run_after_a_change_names_it_and_uploads_nothing(deployment: Deploym
     created = first_apply(deployment)
     requirements = deployment.project / "requirements.txt"
     requirements.write_text(requirements.read_text() + "tenacity==9.1.2\n")
+    commit(deployment.project, "tenacity")
     deployment.stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
 
     assert deployment.run("--dry-run") == 0
@@ -243,7 +275,7 @@ def test_dry_run_after_a_change_names_it_and_uploads_nothing(deployment: Deploym
         in deployment.output
     )
     assert (
-        f"would mwaa environment {deployment.env_name}: update RequirementsS3ObjectVersion"
+        f"would mwaa environment {deployment.mwaa_name}: update RequirementsS3ObjectVersion"
         in deployment.output
     )
     assert len(deployment.versions("requirements.txt")) == 1
@@ -309,7 +341,7 @@ def test_no_secret_value_reaches_output_logs_or_s3(
 def test_a_failed_create_exits_non_zero_with_the_reason(
     deployment: Deployment, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    stub, name = deployment.stub, deployment.env_name
+    stub, name = deployment.stub, deployment.mwaa_name
     not_found(stub)
     stub.add_response(
         "create_environment", {"Arn": f"arn:aws:airflow:eu-west-2:123456789012:environment/{name}"}
@@ -330,7 +362,7 @@ def test_a_failed_create_exits_non_zero_with_the_reason(
 
 
 def test_a_new_role_not_yet_visible_to_mwaa_is_retried(deployment: Deployment) -> None:
-    stub, name = deployment.stub, deployment.env_name
+    stub, name = deployment.stub, deployment.mwaa_name
     not_found(stub)
     stub.add_client_error("create_environment", service_error_code="ValidationException",
                           service_message="Unable to assume the execution role", http_status_code=400)  # fmt: skip
@@ -350,12 +382,13 @@ def test_changed_plugins_pass_their_new_version_and_nothing_else(deployment: Dep
     module = deployment.project / "plugins" / "totesys_task_metrics.py"
     created = first_apply(deployment)
     module.write_text(module.read_text() + "\n# changed\n")
+    commit(deployment.project, "a plugin changed")
     expect_update(deployment, created)
 
     assert deployment.run() == 0
     (update,) = deployment.sent["UpdateEnvironment"]
     assert update == {
-        "Name": deployment.env_name,
+        "Name": deployment.mwaa_name,
         "PluginsS3ObjectVersion": deployment.current_version("plugins.zip"),
     }
     assert update["PluginsS3ObjectVersion"] != created["PluginsS3ObjectVersion"]
@@ -369,7 +402,7 @@ def test_a_new_security_group_is_the_only_network_update(deployment: Deployment)
     assert deployment.run() == 0
     (update,) = deployment.sent["UpdateEnvironment"]
     assert update == {
-        "Name": deployment.env_name,
+        "Name": deployment.mwaa_name,
         "NetworkConfiguration": {"SecurityGroupIds": [SECURITY_GROUP]},
     }
 
@@ -396,6 +429,7 @@ def test_a_stale_reading_right_after_an_update_is_not_taken_for_its_result(
                    "Error": {"ErrorCode": "OLD", "ErrorMessage": "an update months ago"}}  # fmt: skip
     requirements = deployment.project / "requirements.txt"
     requirements.write_text(requirements.read_text() + "tenacity==9.1.2\n")
+    commit(deployment.project, "tenacity")
     # MWAA's first answer after update_environment can still describe the previous update
     stale = as_get_environment(created, "AVAILABLE", LastUpdate=old_failure)
     stub = expect_update(deployment, created, last_update={"Status": "SUCCESS"}, stale_first=stale)
@@ -476,3 +510,31 @@ def test_untracked_files_stay_home_and_are_named(deployment: Deployment) -> None
         "note: dags/scratch_dag.py is not tracked by git, so it is not shipped",
         "note: etl/.env is not tracked by git, so it is not shipped",
     ]
+
+
+def test_uncommitted_changes_are_refused_unless_allowed_and_the_commit_is_recorded(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    created = first_apply(deployment)
+    s3, bucket = deployment.clients.s3, deployment.source_bucket
+    head = git(deployment.project, "rev-parse", "HEAD").strip()
+    recorded = s3.get_object(Bucket=bucket, Key="deployed-commit.txt")["Body"].read()
+    assert recorded == f"{head}\n".encode()
+    loader = deployment.project / "etl" / "load" / "loader.py"
+    loader.write_text(loader.read_text() + "\n# edited, not committed\n")
+    capsys.readouterr()
+
+    assert deployment.run() == 1
+    assert capsys.readouterr().err == (
+        "error: etl/load/loader.py has uncommitted changes (1 file(s) in all): commit them, "
+        "or pass --allow-dirty to ship the working tree as it is\n"
+    )
+    assert set(deployment.sent) == set()  # refused before MWAA was even asked
+
+    deployment.stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
+    assert deployment.run("--allow-dirty") == 0
+    assert "note: etl/load/loader.py ships with uncommitted changes (--allow-dirty)" in (
+        deployment.output
+    )
+    recorded = s3.get_object(Bucket=bucket, Key="deployed-commit.txt")["Body"].read()
+    assert recorded == f"{head}\nwith uncommitted changes (--allow-dirty)\n".encode()

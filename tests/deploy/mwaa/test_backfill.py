@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from tests.deploy.mwaa.conftest import Deployment
+from tests.deploy.mwaa.conftest import Deployment, expect_owned
 
 
 def test_backfill_creates_an_airflow_backfill_over_the_range(deployment: Deployment) -> None:
+    expect_owned(deployment)
     deployment.stub.add_response(
         "invoke_rest_api",
         {"RestApiStatusCode": 200, "RestApiResponse": {"id": 7, "dag_id": "totesys_etl"}},
         expected_params={
-            "Name": deployment.env_name,
+            "Name": deployment.mwaa_name,
             "Method": "POST",
             "Path": "/backfills",
             "Body": {"dag_id": "totesys_etl", "from_date": "2026-11-27T00:00:00+00:00",
@@ -32,11 +33,12 @@ def test_backfill_creates_an_airflow_backfill_over_the_range(deployment: Deploym
 
 
 def test_backfill_options_are_passed_through(deployment: Deployment) -> None:
+    expect_owned(deployment)
     deployment.stub.add_response(
         "invoke_rest_api",
         {"RestApiStatusCode": 200, "RestApiResponse": {"id": 8}},
         expected_params={
-            "Name": deployment.env_name, "Method": "POST", "Path": "/backfills",
+            "Name": deployment.mwaa_name, "Method": "POST", "Path": "/backfills",
             "Body": {"dag_id": "totesys_etl", "from_date": "2026-11-27T01:00:00+00:00",
                      "to_date": "2026-11-27T02:00:00+00:00", "run_backwards": False,
                      "dag_run_conf": {"tables": []}, "reprocess_behavior": "none",
@@ -69,6 +71,7 @@ def test_a_bad_range_is_one_line_and_calls_nothing(
 def test_a_refused_backfill_is_one_line_and_exit_1(
     deployment: Deployment, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    expect_owned(deployment)
     deployment.stub.add_client_error(
         "invoke_rest_api", service_error_code="RestApiClientException",
         service_message="DAG totesys_etl has no schedule", http_status_code=400,

@@ -125,6 +125,13 @@ def test_valid_dag_settings_reach_mwaa(deployment: Deployment) -> None:
     (("--option", f"core.{'k' * 60}=1"), f"option 'core.{'k' * 60}' is longer than 64 characters"),
     (("--option", "core.default_timezone=Europe/Zürich"),
      "option core.default_timezone: MWAA takes 1 to 65536 printable ASCII characters"),
+    (("--max-workers", "99"), "workers: need 1 <= --min-workers <= --max-workers <= 25"),
+    (("--alert-emails", "not-an-email"), "'not-an-email' is not an email address"),
+    (("--alert-from", "ops@localhost"), "'ops@localhost' is not an email address"),
+    (("--secrets-prefix", "*"), "secrets prefix '*': letters, digits and /_+=.@- only"),
+    (("--secrets-prefix", "airflow/*/connections"), "secrets prefix 'airflow/*/connections'"),
+    (("--prefix", "x" * 70), "environment name 'xxxx"),
+    (("--break-glass-role", "arn:aws:iam::1:role/x"), "--break-glass-role 'arn:aws:iam::1:role/x'"),
 ])  # fmt: skip
 def test_what_mwaa_would_refuse_is_refused_before_anything_is_written(
     deployment: Deployment, args: tuple[str, ...], error: str, capsys: pytest.CaptureFixture[str]

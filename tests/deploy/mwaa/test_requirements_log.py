@@ -11,22 +11,24 @@ import pytest
 from tests.deploy.mwaa.conftest import LOG_GROUP_SUFFIX, Deployment, log_group_arn
 
 HOST = "requirements_install_ip-10-0-1-23.eu-west-2.compute.internal"
+# as the MWAA 3.0.6 image logs pip's output: '[%(levelname)s] - %(message)s', all at INFO
 PIP_FAILED = [
-    "Collecting tenacity==9.1.2",
-    "ERROR: Could not find a version that satisfies the requirement no-such-package==1.0 (from versions: none)",
-    "ERROR: No matching distribution found for no-such-package==1.0",
+    "[INFO] - Collecting tenacity==9.1.2",
+    "[INFO] - ERROR: Could not find a version that satisfies the requirement "
+    "no-such-package==1.0 (from versions: none)",
+    "[INFO] - ERROR: No matching distribution found for no-such-package==1.0",
 ]  # fmt: skip
-PIP_OK = ["Collecting tenacity==9.1.2", "Successfully installed tenacity-9.1.2"]
+PIP_OK = ["[INFO] - Collecting tenacity==9.1.2", "[INFO] - Successfully installed tenacity-9.1.2"]
 
 
 def _environment(deployment: Deployment, updated: datetime) -> dict[str, Any]:
     """get_environment after an update that began at `updated` and ended AVAILABLE."""
     return {"Environment": {
-        "Name": deployment.env_name, "Status": "AVAILABLE", "AirflowVersion": "3.0.6",
+        "Name": deployment.mwaa_name, "Status": "AVAILABLE", "AirflowVersion": "3.0.6",
         "WebserverUrl": "abc.eu-west-2.airflow.amazonaws.com",
-        "LastUpdate": {"Status": "SUCCESS", "CreatedAt": updated},
+        "LastUpdate": {"Status": "SUCCESS", "CreatedAt": updated}, "Tags": {"project": "totesys"},
         "LoggingConfiguration": {kind: {"Enabled": True, "LogLevel": "INFO",
-                                        "CloudWatchLogGroupArn": log_group_arn(deployment.env_name, kind)}
+                                        "CloudWatchLogGroupArn": log_group_arn(deployment.mwaa_name, kind)}
                                  for kind in LOG_GROUP_SUFFIX},
     }}  # fmt: skip
 
@@ -34,7 +36,7 @@ def _environment(deployment: Deployment, updated: datetime) -> dict[str, Any]:
 def _log(deployment: Deployment, kind: str, stream: str, lines: list[str], at: datetime) -> None:
     """Write pip's output as MWAA does: one event per line in the install stream."""
     logs = deployment.clients.logs
-    group = f"airflow-{deployment.env_name}-{LOG_GROUP_SUFFIX[kind]}"
+    group = f"airflow-{deployment.mwaa_name}-{LOG_GROUP_SUFFIX[kind]}"
     if not logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]:
         logs.create_log_group(logGroupName=group)
     logs.create_log_stream(logGroupName=group, logStreamName=stream)
@@ -67,10 +69,10 @@ def test_status_says_when_pip_failed_although_mwaa_is_available(deployment: Depl
     (line,) = [line for line in deployment.output if "requirements:" in line]
     assert line == (
         f"  requirements: pip FAILED in 1 of 2 install log(s), e.g. "
-        f"airflow-{deployment.env_name}-Worker/{HOST.replace('23', '77')}: ERROR: Could not find a "
+        f"airflow-{deployment.mwaa_name}-Worker/{HOST.replace('23', '77')}: ERROR: Could not find a "
         "version that satisfies the requirement no-such-package==1.0 (from versions: none)"
     )
-    assert f"{deployment.env_name}: AVAILABLE (Airflow 3.0.6)" in deployment.output
+    assert f"{deployment.mwaa_name}: AVAILABLE (Airflow 3.0.6)" in deployment.output
 
 
 def test_an_install_from_before_the_last_update_does_not_count(deployment: Deployment) -> None:
@@ -106,8 +108,8 @@ def test_an_update_whose_pip_install_failed_fails_the_apply(
 
     assert deployment.run() == 1
     assert capsys.readouterr().err == (
-        f"error: {deployment.env_name} is AVAILABLE but requirements: pip FAILED in 1 of 1 "
-        f"install log(s), e.g. airflow-{deployment.env_name}-Worker/{HOST}: ERROR: Could not "
+        f"error: {deployment.mwaa_name} is AVAILABLE but requirements: pip FAILED in 1 of 1 "
+        f"install log(s), e.g. airflow-{deployment.mwaa_name}-Worker/{HOST}: ERROR: Could not "
         "find a version that satisfies the requirement no-such-package==1.0 (from versions: none)\n"
     )
 
@@ -123,3 +125,45 @@ def test_an_update_whose_pip_install_succeeded_says_so(deployment: Deployment) -
 
     assert deployment.run() == 0
     assert "requirements: installed (1 install log(s) without errors)" in deployment.output
+
+
+@pytest.mark.parametrize("line", [
+    "[INFO] - ERROR: Could not find a version that satisfies the requirement x==1",
+    "ERROR: Could not find a version that satisfies the requirement x==1",  # bare pip
+    "  [WARNING] - ERROR: Could not find a version that satisfies the requirement x==1",
+])  # fmt: skip
+def test_a_pip_error_is_found_behind_the_images_logging_prefix(line: str) -> None:
+    from deploy.mwaa.requirements_log import PIP_ERROR
+
+    found = PIP_ERROR.match(line)
+    assert found is not None
+    assert found.group(1) == "ERROR: Could not find a version that satisfies the requirement x==1"
+
+
+@pytest.mark.parametrize("line", [
+    "[INFO] - Successfully installed tenacity-9.1.2",
+    "[INFO] - WARNING: pip is being invoked by an old script wrapper",
+    "[INFO] -   Ignoring ERROR: lines in a package's description",
+])  # fmt: skip
+def test_other_lines_are_not_pip_errors(line: str) -> None:
+    from deploy.mwaa.requirements_log import PIP_ERROR
+
+    assert PIP_ERROR.match(line) is None
+
+
+def test_install_logs_that_cannot_be_read_fail_the_check(deployment: Deployment) -> None:
+    """An AccessDenied reading the logs is no evidence that pip succeeded."""
+    from botocore.awsrequest import AWSResponse
+
+    def denied(**_: Any) -> Any:
+        parsed = {"Error": {"Code": "AccessDeniedException", "Message": "not authorized"},
+                  "ResponseMetadata": {"HTTPStatusCode": 400}}  # fmt: skip
+        return AWSResponse("https://logs.eu-west-2.amazonaws.com/", 400, {}, None), parsed
+
+    deployment.clients.logs.meta.events.register("before-call.logs.DescribeLogStreams", denied)
+    assert _status(deployment, datetime.now(UTC) - timedelta(minutes=5)) == 1
+    (line,) = [line for line in deployment.output if "requirements:" in line]
+    assert line.startswith(
+        "  requirements: cannot read the install logs (AccessDeniedException), so pip's result "
+        "is unknown"
+    )

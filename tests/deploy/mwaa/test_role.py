@@ -59,24 +59,43 @@ def test_writes_go_to_the_data_buckets_only_and_the_source_bucket_is_read_only()
 def test_secrets_logs_and_metrics_are_named() -> None:
     by_sid = {statement["Sid"]: statement for statement in _statements()}
     assert by_sid["ConnectionSecrets"]["Resource"] == (
-        f"arn:aws:secretsmanager:eu-west-2:{ACCOUNT}:secret:airflow/prod/connections/*"
+        f"arn:aws:secretsmanager:eu-west-2:{ACCOUNT}:secret:airflow/totesys-prod/connections/*"
     )
     assert by_sid["ConnectionSecrets"]["Condition"] == {
-        "StringEquals": {"secretsmanager:ResourceTag/mwaa-environment": "prod"}
+        "StringEquals": {
+            "secretsmanager:ResourceTag/mwaa-environment": "totesys-prod",
+            "secretsmanager:ResourceTag/project": "totesys",
+        }
     }
-    assert by_sid["Logs"]["Resource"] == [
-        f"arn:aws:logs:eu-west-2:{ACCOUNT}:log-group:airflow-prod-*"
-    ]
+    # named exactly: a pattern airflow-totesys-prod-* would match environment totesys-prod-2
+    groups = {f"airflow-totesys-prod-{kind}"
+              for kind in ("DAGProcessing", "Scheduler", "Task", "WebServer", "Worker")}  # fmt: skip
+    prefix = f"arn:aws:logs:eu-west-2:{ACCOUNT}:log-group:"
+    assert set(by_sid["Logs"]["Resource"]) == {
+        f"{prefix}{group}{tail}" for group in groups for tail in ("", ":*")
+    }
+    assert not [arn for arn in by_sid["Logs"]["Resource"] if "-*" in arn]
     assert (
         by_sid["PublishMetrics"]["Resource"]
-        == f"arn:aws:airflow:eu-west-2:{ACCOUNT}:environment/prod"
+        == f"arn:aws:airflow:eu-west-2:{ACCOUNT}:environment/totesys-prod"
     )
     assert by_sid["PublishMetrics"]["Action"] == "airflow:PublishMetrics"
-    # PutMetricData has no resource: only MWAA's own namespace and the pipeline's
+    # PutMetricData has no resource: only MWAA's own namespace and this environment's
     assert by_sid["Metrics"]["Action"] == "cloudwatch:PutMetricData"
     assert by_sid["Metrics"]["Condition"] == {
-        "StringEquals": {"cloudwatch:namespace": ["AmazonMWAA", "Totesys/Pipeline"]}
+        "StringEquals": {"cloudwatch:namespace": ["AmazonMWAA", "Totesys/Pipeline/totesys-prod"]}
     }
+
+
+def test_s3_statements_hold_only_for_buckets_of_this_account() -> None:
+    for statement in _statements():
+        actions = _as_list(statement["Action"])
+        if statement["Effect"] == "Allow" and any(a.startswith("s3:") for a in actions):
+            if actions == ["s3:GetAccountPublicAccessBlock"]:
+                continue  # an account-level action: no bucket to own
+            assert statement["Condition"] == {"StringEquals": {"s3:ResourceAccount": ACCOUNT}}, (
+                statement["Sid"]
+            )
 
 
 # every S3 call the pipeline makes -> (IAM action, whether it acts on an object or the bucket)
@@ -131,5 +150,7 @@ def test_only_mwaa_acting_for_this_environment_of_this_account_may_assume_the_ro
     }
     assert statement["Condition"] == {
         "StringEquals": {"aws:SourceAccount": ACCOUNT},
-        "ArnLike": {"aws:SourceArn": f"arn:aws:airflow:eu-west-2:{ACCOUNT}:environment/prod"},
+        "ArnLike": {
+            "aws:SourceArn": f"arn:aws:airflow:eu-west-2:{ACCOUNT}:environment/totesys-prod"
+        },
     }

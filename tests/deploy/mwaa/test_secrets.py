@@ -109,8 +109,9 @@ def test_values_typed_at_the_prompt_are_stored_and_never_echoed(deployment: Depl
 
 
 def test_backend_options_skip_aws_default_and_variables() -> None:
-    kwargs = json.loads(airflow_options(DeployConfig("prod"))["secrets.backend_kwargs"])
-    assert kwargs["connections_prefix"] == "airflow/prod/connections"
+    options = airflow_options(DeployConfig("prod"), "123456789012")
+    kwargs = json.loads(options["secrets.backend_kwargs"])
+    assert kwargs["connections_prefix"] == "airflow/totesys-prod/connections"
     assert kwargs["variables_prefix"] is None and kwargs["config_prefix"] is None
 
 
@@ -119,7 +120,7 @@ def test_a_second_environment_plans_only_its_own_secrets(deployment: Deployment)
     assert deployment.run() == 0
     test = {tag["Key"]: tag["Value"] for tag in deployment.clients.secretsmanager.describe_secret(
         SecretId=f"{deployment.secrets_prefix}/totesys_db")["Tags"]}  # fmt: skip
-    assert test["mwaa-environment"] == deployment.env_name
+    assert test["mwaa-environment"] == deployment.mwaa_name
     prod = deployment.another_environment()
     deployment.output.clear()
     new_urls = dict(
@@ -132,14 +133,16 @@ def test_a_second_environment_plans_only_its_own_secrets(deployment: Deployment)
         assert prod.run("--dry-run", env=env) == 0
         secrets = [line for line in deployment.output if "secret " in line]
         assert secrets == [
-            f"would secret airflow/{prod.env_name}/connections/{conn_id}: "
+            f"would secret airflow/totesys-{prod.env_name}/connections/{conn_id}: "
             + ("create" if env else "create (values from env or prompt)")
             for conn_id in ("totesys_db", "warehouse_db", "smtp_default")
         ]
         assert not [line for line in deployment.output if deployment.env_name in line]
         deployment.output.clear()
-    options = json.loads(airflow_options(DeployConfig(prod.env_name))["secrets.backend_kwargs"])
-    assert options["connections_prefix"] == f"airflow/{prod.env_name}/connections"
+    options = json.loads(
+        airflow_options(DeployConfig(prod.env_name), "123456789012")["secrets.backend_kwargs"]
+    )
+    assert options["connections_prefix"] == f"airflow/totesys-{prod.env_name}/connections"
 
 
 @pytest.mark.parametrize("with_values", [True, False])
@@ -162,8 +165,8 @@ def test_a_secret_of_another_environment_is_refused_whether_or_not_values_are_gi
     assert code == 1
     assert capsys.readouterr().err == (
         f"error: secret {deployment.secrets_prefix}/totesys_db belongs to environment "
-        f"'{deployment.env_name}', not '{prod.env_name}': give each environment its own "
-        f"--secrets-prefix, or tag the secret mwaa-environment={prod.env_name} if it is "
+        f"'{deployment.mwaa_name}', not '{prod.mwaa_name}': give each environment its own "
+        f"--secrets-prefix, or tag the secret mwaa-environment={prod.mwaa_name} if it is "
         "this environment's\n"
     )
     assert prod.buckets() == set()
@@ -182,8 +185,8 @@ def test_an_untagged_secret_under_the_prefix_is_not_taken_over(
     not_found(deployment.stub)
     assert deployment.run() == 1
     assert capsys.readouterr().err.startswith(
-        f"error: secret {deployment.secrets_prefix}/warehouse_db belongs to no environment "
-        "(no mwaa-environment tag), not"
+        f"error: secret {deployment.secrets_prefix}/warehouse_db belongs to no project "
+        "(no project tag), not 'totesys'"
     )
     assert deployment.buckets() == set()
     with pytest.raises(ClientError):  # totesys_db is planned before it, yet not written
@@ -224,6 +227,7 @@ def test_tls_settings_of_the_url_reach_airflow(deployment: Deployment) -> None:
      "TOTESYS_DB_URL: sslrootcert certs/missing.pem is not a tracked file of the DAG folder"),
     ("connect_timeout=soon", "TOTESYS_DB_URL: connect_timeout must be a whole number of seconds"),
     ("application_name=x", "TOTESYS_DB_URL: parameter(s) application_name are not kept"),
+    ("port=5432,5433", "TOTESYS_DB_URL: the port must be one number from 1 to 65535"),
 ])  # fmt: skip
 def test_tls_settings_that_cannot_work_on_mwaa_are_refused_before_anything_is_written(
     deployment: Deployment, query: str, error: str, capsys: pytest.CaptureFixture[str]
