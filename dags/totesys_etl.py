@@ -136,7 +136,7 @@ def totesys_etl() -> None:
         with failing_fast_on_bad_input():
             result = ingest_for_run(
                 _settings(params["tables"]),
-                s3_client(),
+                s3_client(CONFIG),
                 metrics_sink(CONFIG),
                 plan,
                 clear_number(run),
@@ -172,7 +172,7 @@ def totesys_etl() -> None:
 
         with failing_fast_on_bad_input():
             results = monitored_transform(
-                _settings(), s3_client(), metrics_sink(CONFIG), batch_id_of_manifest(manifest)
+                _settings(), s3_client(CONFIG), metrics_sink(CONFIG), batch_id_of_manifest(manifest)
             )
         return [result.batch_id for result in results]
 
@@ -184,7 +184,7 @@ def totesys_etl() -> None:
         from totesys_airflow.connections import s3_client
         from totesys_airflow.rejects_email import email_set_aside_rows
 
-        return email_set_aside_rows(CONFIG, s3_client(), get_current_context())
+        return email_set_aside_rows(CONFIG, s3_client(CONFIG), get_current_context())
 
     @task.short_circuit(ignore_downstream_trigger_rules=False)
     def load_due(
@@ -222,7 +222,7 @@ def totesys_etl() -> None:
         from etl.storage import ObjectStore
 
         with failing_fast_on_bad_input():
-            s3, sink, settings = s3_client(), metrics_sink(CONFIG), _settings()
+            s3, sink, settings = s3_client(CONFIG), metrics_sink(CONFIG), _settings()
             loaded = monitored_load(settings, s3, sink)
             missed = report_sweep(ObjectStore(s3, CONFIG.ingestion_bucket), loaded, sink)
             # rows too large for this warehouse's columns: one email per batch, once
@@ -240,7 +240,11 @@ def totesys_etl() -> None:
         with error_kept_for_the_email():
             now = datetime.now(UTC).replace(tzinfo=None)
             result = monitored_freshness(
-                _settings(), metrics_sink(CONFIG), now, CONFIG.freshness_threshold, s3_client()
+                _settings(),
+                metrics_sink(CONFIG),
+                now,
+                CONFIG.freshness_threshold,
+                s3_client(CONFIG),
             )
             if result.breached:
                 raise AirflowFailException(result.describe())

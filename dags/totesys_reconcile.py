@@ -48,7 +48,7 @@ def totesys_reconcile() -> None:
         from etl.storage import ObjectStore
 
         with failing_fast_on_bad_input():
-            s3 = s3_client()
+            s3 = s3_client(CONFIG)
             result = compare(
                 pipeline_settings(CONFIG),
                 ObjectStore(s3, CONFIG.ingestion_bucket),

@@ -47,13 +47,33 @@ PART_SIZE = 8 * 1024 * 1024  # S3 parts must be >= 5 MiB except the last
 
 
 def s3_client_from_settings(settings: Settings) -> Any:
-    """A boto3 client using boto3's own credential chain (env, profile, instance role)."""
-    return boto3.client(
+    """A boto3 client using boto3's own credential chain (env, profile, instance role),
+    bound to the expected bucket owner when one is set."""
+    client = boto3.client(
         "s3",
         endpoint_url=settings.aws_endpoint_url,
         region_name=settings.aws_region,
         config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5),
     )
+    return expecting_owner(client, settings.expected_bucket_owner)
+
+
+def expecting_owner(client: Any, account: str) -> Any:
+    """Make every call of an S3 client that names a bucket pass `ExpectedBucketOwner`
+    (and `ExpectedSourceBucketOwner` for a copy): S3 then refuses, with 403, a bucket of
+    the same name that another account owns, so the extracts never land in a bucket
+    someone created first under our predictable name. An empty `account`: unchanged."""
+    if not account:
+        return client
+
+    def add_owner(params: dict[str, Any], model: Any, **_: Any) -> None:
+        members = model.input_shape.members if model.input_shape is not None else {}
+        for name in ("ExpectedBucketOwner", "ExpectedSourceBucketOwner"):
+            if name in members:
+                params.setdefault(name, account)
+
+    client.meta.events.register("provide-client-params.s3.*", add_owner)
+    return client
 
 
 def _describe(error: BaseException) -> str:

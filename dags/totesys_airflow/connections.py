@@ -75,9 +75,10 @@ def metrics_sink(config: DagConfig) -> MetricsSink:
     return CloudWatchMetrics(client, config.environment, config.metrics_namespace)
 
 
-def s3_client() -> Any:
+def s3_client(config: DagConfig) -> Any:
     """boto3 S3 client from the `aws_default` connection (its endpoint_url extra points at
-    moto or MinIO locally; on MWAA it is the execution role)."""
+    moto or MinIO locally; on MWAA it is the execution role), passing the expected bucket
+    owner on every call when `totesys.expected_bucket_owner` is set."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     return S3Hook(aws_conn_id="aws_default").get_conn()

@@ -12,6 +12,8 @@ import pytest
 from botocore.config import Config
 
 from deploy.local.processes import free_port
+from deploy.local.stack import MOTO_CREDENTIALS, StackEndpoints
+from etl.config import Settings
 from etl.errors import (
     EXIT_TERMINAL,
     EXIT_TRANSIENT,
@@ -20,7 +22,7 @@ from etl.errors import (
     StorageUnavailableError,
     exit_code,
 )
-from etl.storage import PART_SIZE, ObjectStore
+from etl.storage import PART_SIZE, ObjectStore, expecting_owner, s3_client_from_settings
 
 
 def test_large_object_is_uploaded_in_parts_and_reassembled(
@@ -135,3 +137,32 @@ def test_a_leftover_is_replaced_only_in_the_version_that_was_seen(
 
     assert successor.get_bytes(key) == b"the successor's"
     assert successor.replaceable == {}, "a key is replaceable once"
+
+
+def test_every_bucket_call_names_the_expected_owner(
+    stack: StackEndpoints, new_bucket: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 refuses a call whose ExpectedBucketOwner is not the bucket's account (moto keeps
+    one account, so what is checked here is that every call of the pipeline carries it)."""
+    for name, value in MOTO_CREDENTIALS.items():  # boto3's own chain, as the CLI reads it
+        monkeypatch.setenv(name, value)
+    settings = Settings.from_env({**stack.as_env(), "EXPECTED_BUCKET_OWNER": "123456789012"})
+    client = s3_client_from_settings(settings)
+    sent: list[tuple[str, Any]] = []
+    client.meta.events.register(
+        "before-call.s3.*",
+        lambda params, model, **_: sent.append(
+            (model.name, params["headers"].get("x-amz-expected-bucket-owner"))
+        ),
+    )
+    store = ObjectStore(client, new_bucket("owned"))
+
+    store.put_bytes("a.json", b"{}")
+    assert store.get_json("a.json") == {}
+    assert list(store.keys("")) == ["a.json"]
+    store.delete("a.json")
+
+    assert sent and {owner for _, owner in sent} == {"123456789012"}, sent
+    assert {"PutObject", "GetObject", "ListObjectsV2", "DeleteObject"} <= {n for n, _ in sent}
+    unbound = s3_client_from_settings(Settings.from_env(stack.as_env()))
+    assert expecting_owner(unbound, "") is unbound
