@@ -17,7 +17,7 @@ docs/operations.md for what to do when they move):
 | RowsLoaded | Count | Stage=load, Table | rows inserted or updated per warehouse table |
 | StageSeconds | Seconds | Stage | how long the stage ran |
 | BatchesPending | Count | Stage=transform or load | batches waiting for that stage after it ran |
-| LoadSucceeded | Count | Stage=load | 1 per successful load run: the dead-man's switch |
+| LoadSucceeded | Count | Stage=load | 1 per load run that applied a batch: the dead-man's switch |
 | WarehouseLagSeconds | Seconds | Stage=freshness | the wait of the oldest source change not yet loaded (0: none) |
 | ReconcileDifferences | Count | Stage=reconcile | warehouse tables that disagree with the source (0) |
 | SweepMissedVersions | Count | Stage=sweep | versions the nightly sweep found the incremental path had missed (0) |
@@ -179,9 +179,16 @@ def pending(stage: str, batches: int) -> Metric:
 
 
 def loaded_rows(tables: Iterable[Mapping[str, Mapping[str, int]]]) -> list[Metric]:
-    """RowsLoaded per warehouse table over the batches of one load run, and the heartbeat."""
+    """RowsLoaded per warehouse table over the batches of one load run, and the heartbeat,
+    LoadSucceeded: only when the run applied at least one batch. A load that found nothing
+    to apply (transform stuck, ingest stopped) is not a sign of life: the dead man's switch
+    must fire then. With the DAG's schedule a healthy pipeline applies a batch, if only an
+    empty one, on every load run."""
+    batches = list(tables)
+    if not batches:
+        return []
     totals: dict[str, int] = {}
-    for batch in tables:
+    for batch in batches:
         for table, counts in batch.items():
             totals[table] = (
                 totals.get(table, 0) + counts.get("inserted", 0) + counts.get("updated", 0)

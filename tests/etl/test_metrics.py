@@ -18,6 +18,7 @@ from etl import metrics
 from etl.config import Settings
 from etl.load.loader import init_warehouse
 from etl.metrics import CloudWatchMetrics, JsonLinesMetrics, Metric, read_local
+from etl.monitoring import monitored_load
 from etl.pipeline import run_cycle
 from tests.etl.test_main import env_for, run_etl
 
@@ -89,6 +90,12 @@ def test_a_cycle_records_what_each_stage_did(settings: Settings, s3: Any, tmp_pa
     pending = {r["stage"]: r["value"] for r in records if r["name"] == "BatchesPending"}
     assert pending == {"transform": 0, "load": 0}
     assert [r["value"] for r in records if r["name"] == "LoadSucceeded"] == [1]
+    run_cycle(settings, s3, sink=sink)  # applies the next (empty) batch: still a sign of life
+    assert [r["value"] for r in read_local(path) if r["name"] == "LoadSucceeded"] == [1, 1]
+    assert monitored_load(settings, s3, sink) == []  # nothing to apply: no sign of life
+    after = read_local(path)
+    assert [r["value"] for r in after if r["name"] == "LoadSucceeded"] == [1, 1]
+    assert [r["value"] for r in after if r["name"] == "BatchesPending"][-1] == 0
     (lag,) = [r for r in records if r["name"] == "WarehouseLagSeconds"]
     assert lag["value"] == 0  # everything the source holds was just loaded
     assert {r["environment"] for r in records} == {"local"}
