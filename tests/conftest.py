@@ -39,10 +39,10 @@ def make_database(stack: StackEndpoints) -> Callable[[str], str]:
 
 
 # The modules that start `airflow standalone`: under xdist they share one worker, so two
-# standalones never run at once. Four Airflow components each (plus tasks) writing to
-# SQLite metadata DBs on 2 CPUs made SQLite refuse writes at once ("database is locked",
-# not a wait) more often; Airflow 3.0's POST /backfills then leaves a backfill
-# half-created, which tests/dags/test_real_scheduler.py's create_backfill recovers from.
+# standalones (four Airflow components each, plus tasks) never compete for 2 CPUs with the
+# one-minute schedules and task timeouts these tests wait on; the other worker runs the
+# rest beside them. Each standalone has its own metadata database in its own stack's
+# PostgreSQL (deploy.local.airflow.metadata_database), so none shares metadata.
 STANDALONE_MODULES = frozenset({
     "tests/dags/test_real_scheduler.py",
     "tests/dags/test_concurrent_runs.py",

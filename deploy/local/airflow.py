@@ -2,7 +2,8 @@
 `airflow standalone` started so that its first run cannot fail on a half-started Airflow.
 
 Connections come as AIRFLOW_CONN_* JSON (the same ids the DAG uses on MWAA), the DAG's own
-settings as AIRFLOW__TOTESYS__*; the metadata DB is SQLite under the given home.
+settings as AIRFLOW__TOTESYS__*. The metadata DB is a database of the stack's PostgreSQL, as
+on MWAA, one per Airflow home (`metadata_database`), with the LocalExecutor.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import psycopg
 import requests
+from psycopg import sql
 
-from deploy.local.postgres import HOST, SUPERUSER
+from deploy.local.postgres import HOST, SUPERUSER, database_url
 from deploy.local.processes import wait_until
 from deploy.local.stack import (
     REGION,
@@ -47,6 +50,22 @@ def _postgres(endpoints: StackEndpoints, database: str) -> str:
     })  # fmt: skip
 
 
+def metadata_database(home: Path) -> str:
+    """The database of the stack's PostgreSQL holding the metadata of the Airflow whose home
+    is `home`: one per home, so two Airflows on one stack (a test's `dags test` home and its
+    standalone's) never share metadata. `make airflow`'s home, `.local/airflow`, gets
+    `airflow`; a home named otherwise gets `airflow_<its name>`."""
+    name = re.sub(r"[^a-z0-9_]", "_", home.resolve().name.lower())
+    return (name if name.startswith("airflow") else f"airflow_{name}")[:63]
+
+
+def metadata_url(endpoints: StackEndpoints, home: Path) -> str:
+    """SQLAlchemy's URL of that database (psycopg2, the driver Airflow 3.0 and 3.3 both
+    accept; the pipeline itself uses psycopg 3)."""
+    url = database_url(endpoints.pg_password, endpoints.pg_port, metadata_database(home))
+    return url.replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
 def airflow_env(
     endpoints: StackEndpoints, home: Path, settings: Mapping[str, str] | None = None
 ) -> dict[str, str]:
@@ -66,7 +85,8 @@ def airflow_env(
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "deploy.local.airflow_sqlite.CONNECT_ARGS",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url(endpoints, home),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "dags")]),
         # Airflow's components start each other as `airflow ...`: this venv's first on PATH
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
@@ -99,6 +119,14 @@ def airflow_cli(
 
 
 def migrate(env: Mapping[str, str]) -> None:
+    """Create the home's metadata database if it is missing, then `airflow db migrate`
+    (which only checks the schema once it is at this Airflow's revision)."""
+    url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("+psycopg2", "", 1)
+    database = url.rsplit("/", 1)[1]
+    with psycopg.connect(url, dbname="postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+        if exists.fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     result = airflow_cli(env, "db", "migrate")
     if result.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed: {result.stderr.strip().splitlines()[-1:]}")

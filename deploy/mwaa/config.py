@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_AIRFLOW_VERSION = "3.0.6"
+# MWAA's constraints for each Airflow version this repository is tested against; a version
+# without its file here was never run by the tests, so it is not deployed.
+CONSTRAINTS_DIR = Path(__file__).resolve().parents[2] / "constraints"
+CONSTRAINTS_FILE = re.compile(r"mwaa-airflow-(\d+\.\d+\.\d+)-constraints\.txt")
 DAG_ID = "totesys_etl"
 CONNECTION_IDS = ("totesys_db", "warehouse_db", "smtp_default")
 # MWAA's API model (botocore's service-2.json): AirflowConfigurationOptions keys and values
@@ -46,6 +50,13 @@ LOG_TYPES = ("DagProcessingLogs", "SchedulerLogs", "TaskLogs", "WebserverLogs", 
 
 class DeployError(Exception):
     """A deployment problem the operator must fix; its message is one line."""
+
+
+def supported_airflow_versions(constraints_dir: Path = CONSTRAINTS_DIR) -> tuple[str, ...]:
+    """The MWAA Airflow versions whose constraints the repository carries, oldest first."""
+    found = (CONSTRAINTS_FILE.fullmatch(p.name) for p in constraints_dir.iterdir())
+    versions = {m.group(1) for m in found if m}
+    return tuple(sorted(versions, key=lambda v: tuple(int(part) for part in v.split("."))))
 
 
 @dataclass(frozen=True)
@@ -136,6 +147,12 @@ class DeployConfig:
     def validate(self) -> None:
         """Refuse, in one line, what AWS would refuse minutes into a deployment (MWAA's
         input limits from its API model and documentation), before anything is written."""
+        supported = supported_airflow_versions()
+        if self.airflow_version not in supported:
+            raise DeployError(
+                f"--airflow-version {self.airflow_version!r}: one of {', '.join(supported)}, "
+                "the MWAA versions whose constraints are in constraints/ (what the tests ran)"
+            )
         name = self.environment_name
         if not ENVIRONMENT_NAME.fullmatch(name):
             raise DeployError(

@@ -1,5 +1,5 @@
-"""Airflow for the DAG tests: its own home and SQLite metadata DB, and a stack of its own
-(the DAG's connections name fixed databases and buckets)."""
+"""Airflow for the DAG tests: its own home and metadata database (in PostgreSQL, as on MWAA),
+and a stack of its own (the DAG's connections name fixed databases and buckets)."""
 
 from __future__ import annotations
 

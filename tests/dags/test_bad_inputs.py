@@ -18,7 +18,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from deploy.local.airflow import DagTestRun, airflow_cli, airflow_env, dags_test
+from deploy.local.airflow import (
+    DagTestRun,
+    airflow_cli,
+    airflow_env,
+    dags_test,
+    metadata_database,
+)
 from deploy.local.postgres import SUPERUSER, database_url
 from deploy.local.stack import WAREHOUSE_DATABASE, StackEndpoints
 from etl.config import Settings
@@ -239,7 +245,8 @@ def test_a_wrong_database_password_fails_with_one_email_and_appears_nowhere(
 
 def places_holding(secret: str, run: DagTestRun, stack: StackEndpoints, home: Path) -> list[str]:
     """Everywhere a password could leak: the run's output (task log included), every file
-    under the Airflow home (metadata DB, logs), every email. `airflow dags test` prints, at
+    under the Airflow home (logs, config), every row of its metadata database (in the
+    stack's PostgreSQL), every email. `airflow dags test` prints, at
     debug level, the values it registers with the secrets masker (MaskSecret messages of its
     own supervisor protocol); those lines are the masker's input, not a leak."""
     places = [
@@ -249,4 +256,24 @@ def places_holding(secret: str, run: DagTestRun, stack: StackEndpoints, home: Pa
     ]
     places += [str(p) for p in home.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
     places += [f"email {m['Subject']}" for m in stack.messages() if secret in m.as_string()]
-    return places
+    return places + metadata_holding(secret, stack, home)
+
+
+def metadata_holding(secret: str, stack: StackEndpoints, home: Path) -> list[str]:
+    """The tables of the home's metadata database with a row holding `secret` (bytea
+    columns searched as raw bytes, every other value as text)."""
+
+    def holds(value: object) -> bool:
+        return secret.encode() in value if isinstance(value, bytes) else secret in str(value)
+
+    url = database_url(stack.pg_password, stack.pg_port, metadata_database(home))
+    found = []
+    with psycopg.connect(url) as conn:
+        tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        names = [name for (name,) in tables.fetchall()]
+        assert "dag_run" in names, "the metadata database was searched"
+        for name in names:
+            rows = conn.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(name)))
+            if any(holds(value) for row in rows for value in row):
+                found.append(f"metadata table {name}")
+    return found

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,7 +11,6 @@ from typing import Any
 
 import psycopg
 import pytest
-import requests
 
 from deploy.local.airflow import Standalone, airflow_env, migrate, standalone_settings
 from deploy.local.processes import free_port, wait_until
@@ -39,42 +37,12 @@ def create_backfill(
     max_active_runs: int = 10,
     reprocess_behavior: str = "completed",
 ) -> dict[str, Any]:
-    """`POST /api/v2/backfills` (by default re-running what completed). Through the api-server rather
-    than `airflow backfill create`: the CLI opens the SQLite metadata DB itself and, on a
-    busy machine, meets the scheduler's write lock ("database is locked"). A busy moment is
-    retried (see below); a refusal (4xx) is not."""
+    """`POST /api/v2/backfills` (by default re-running what completed), once: the UI's way
+    of starting a backfill, with the metadata in PostgreSQL as on MWAA."""
     body = {"dag_id": "totesys_etl", "from_date": start.isoformat(), "to_date": end.isoformat(),
             "reprocess_behavior": reprocess_behavior, "max_active_runs": max_active_runs}  # fmt: skip
-    for attempt in range(5):
-        try:
-            created: dict[str, Any] = airflow.api("POST", "/backfills", json=body)
-            return created
-        except requests.HTTPError as error:
-            status = error.response.status_code if error.response is not None else 0
-            if status < 500 or attempt == 4:
-                raise
-        # Airflow 3.0.6 commits a backfill's runs one at a time, so a write SQLite refused
-        # can leave it with only its first runs: cancel it, let its runs end, and ask again
-        # re-running whatever it did create (same run ids, so the tests count them once).
-        cancel_open_backfills(airflow)
-        body["reprocess_behavior"] = "completed"
-        time.sleep(3)
-    raise AssertionError("unreachable")
-
-
-def cancel_open_backfills(airflow: Standalone) -> None:
-    listed = airflow.api("GET", "/backfills", params={"dag_id": "totesys_etl"})["backfills"]
-    for backfill in listed:
-        if backfill["completed_at"] is None:
-            with contextlib.suppress(requests.HTTPError):  # completed meanwhile
-                airflow.api("PUT", f"/backfills/{backfill['id']}/cancel")
-    wait_until(
-        lambda: all(
-            r["state"] in ("success", "failed") for r in runs(airflow, run_type="backfill")
-        ),
-        300,
-        "the cancelled backfill's runs to end",
-    )
+    created: dict[str, Any] = airflow.api("POST", "/backfills", json=body)
+    return created
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.mwaa.config import DeployConfig
+from deploy.mwaa.config import DeployConfig, supported_airflow_versions
 from etl.config import MALFORMED, Secret, describe_url
+from tests.conftest import REPO_ROOT
 from tests.deploy.mwaa.conftest import (
     SECRET_ENV,
     SUBNETS,
@@ -132,6 +133,8 @@ def test_valid_dag_settings_reach_mwaa(deployment: Deployment) -> None:
     (("--secrets-prefix", "airflow/*/connections"), "secrets prefix 'airflow/*/connections'"),
     (("--prefix", "x" * 70), "environment name 'xxxx"),
     (("--break-glass-role", "arn:aws:iam::1:role/x"), "--break-glass-role 'arn:aws:iam::1:role/x'"),
+    (("--airflow-version", "2.10.3"), "--airflow-version '2.10.3': one of 3.0.6, 3.3.1, the MWAA"),
+    (("--airflow-version", "3.3"), "--airflow-version '3.3': one of 3.0.6, 3.3.1, the MWAA"),
 ])  # fmt: skip
 def test_what_mwaa_would_refuse_is_refused_before_anything_is_written(
     deployment: Deployment, args: tuple[str, ...], error: str, capsys: pytest.CaptureFixture[str]
@@ -141,6 +144,16 @@ def test_what_mwaa_would_refuse_is_refused_before_anything_is_written(
     assert stderr.startswith(f"error: {error}") and stderr.count("\n") == 1, stderr
     assert deployment.sent == {}
     assert _writes(deployment) == []
+
+
+def test_exactly_the_airflow_versions_with_constraints_in_the_repository_are_accepted() -> None:
+    carried = sorted(
+        p.name.removeprefix("mwaa-airflow-").removesuffix("-constraints.txt")
+        for p in (REPO_ROOT / "constraints").glob("mwaa-airflow-*-constraints.txt")
+    )
+    assert list(supported_airflow_versions()) == carried == ["3.0.6", "3.3.1"]
+    for version in carried:
+        DeployConfig("prod", airflow_version=version).validate()
 
 
 def test_names_differing_only_in_case_cannot_share_buckets_or_a_role() -> None:
