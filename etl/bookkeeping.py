@@ -29,18 +29,19 @@ Connection = psycopg.Connection[tuple[Any, ...]]
 SCHEMA = "etl"
 
 _FOREIGN = """
+WITH me AS (SELECT oid FROM pg_roles WHERE rolname = current_user)
 SELECT kind, name, owner FROM (
     SELECT 'schema' AS kind, n.nspname AS name, pg_get_userbyid(n.nspowner) AS owner
-      FROM pg_namespace n WHERE n.nspname = %(schema)s AND n.nspowner <> %(me)s::regrole
+      FROM pg_namespace n WHERE n.nspname = %(schema)s AND n.nspowner <> (SELECT oid FROM me)
     UNION ALL
     SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'S' THEN 'sequence' ELSE 'table' END,
            %(schema)s || '.' || c.relname, pg_get_userbyid(c.relowner)
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE n.nspname = %(schema)s AND c.relowner <> %(me)s::regrole
+     WHERE n.nspname = %(schema)s AND c.relowner <> (SELECT oid FROM me)
     UNION ALL
     SELECT 'function', %(schema)s || '.' || p.proname, pg_get_userbyid(p.proowner)
       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-     WHERE n.nspname = %(schema)s AND p.proowner <> %(me)s::regrole
+     WHERE n.nspname = %(schema)s AND p.proowner <> (SELECT oid FROM me)
     UNION ALL
     SELECT 'trigger', %(schema)s || '.' || c.relname || ' ' || t.tgname, pg_get_userbyid(c.relowner)
       FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
@@ -58,7 +59,7 @@ def check(conn: Connection) -> None:
     docstring). Nothing is changed; absent objects are fine (they are created as ours)."""
     me = conn.execute("SELECT current_user").fetchone()
     assert me is not None
-    rows = conn.execute(_FOREIGN, {"schema": SCHEMA, "me": me[0]}).fetchall()
+    rows = conn.execute(_FOREIGN, {"schema": SCHEMA}).fetchall()
     if not rows:
         return
     shown = ", ".join(

@@ -47,15 +47,18 @@ from etl.manifests.ingestion import IngestionManifest
 from etl.manifests.processed import ProcessedManifest
 from etl.storage import ObjectStore
 from etl.transform.batch import (
+    REJECTED_SNAPSHOT,
     SNAPSHOT_PREFIX,
     build_batch,
     parquet_bytes,
     read_parquet,
     snapshot_names,
     snapshot_tables,
+    writes_rejects,
 )
 from etl.transform.batch import STATE_KEY as TRANSFORM_STATE_KEY
 from etl.transform.rederive import rederive
+from etl.transform.rejects_area import REPORTED_KEY, read_cursor
 from etl.transform.remodel import TransformState
 from etl.warehouse import WAREHOUSE_TABLES
 
@@ -75,6 +78,7 @@ SET_INGEST_STATE = "set_ingest_state"
 WRITE_TRANSFORM_STATE = "write_transform_state"
 REBUILD_TRANSFORM_STATE = "rebuild_transform_state"
 REDERIVE_BATCH = "rederive_batch"
+SET_REPORT_CURSOR = "set_report_cursor"
 DELETE_OBJECT = "delete_object"
 ORDER = (
     ABORT_UPLOAD,
@@ -83,6 +87,7 @@ ORDER = (
     REDERIVE_BATCH,
     REBUILD_TRANSFORM_STATE,
     WRITE_TRANSFORM_STATE,
+    SET_REPORT_CURSOR,
     DELETE_OBJECT,
 )
 
@@ -137,6 +142,10 @@ class Lake:
     ledger: list[str]  # batch ids in the order they were loaded
     duplicate_keys: dict[str, int]  # warehouse table -> rows beyond the first per key (-1: absent)
     now: datetime
+    report_cursor_damage: str = ""  # why _state/rejects_reported.json cannot be read, if so
+    # the newest processed batch was written by a release that sets rows aside, so its
+    # snapshot must hold the open set-aside rows too
+    snapshot_has_rejects: bool = False
 
 
 @dataclass(frozen=True)
@@ -161,6 +170,8 @@ class Action:
             WRITE_TRANSFORM_STATE: f"point {where}/{TRANSFORM_STATE_KEY} at batch {self.key}",
             REDERIVE_BATCH: f"rebuild processed batch {self.key} (its broken files and manifest)"
             " from the ingestion bucket",
+            SET_REPORT_CURSOR: f"point {where}/{REPORTED_KEY} at batch {self.key} (set-aside"
+            " rows of batches up to it are not emailed again)",
             DELETE_OBJECT: f"delete {where}/{self.key}",
         }[self.kind]
 
@@ -211,6 +222,7 @@ def check(lake: Lake, min_age: timedelta) -> Report:
     check_chain("processed", lake.processed, report)
     check_transformed(lake, report)
     check_ledger(lake, report)
+    check_report_cursor(lake, report)
     check_ingest_state(lake, report)
     check_transform_state(lake, min_age, report)
     for bucket in buckets:
@@ -254,6 +266,18 @@ def rederivable(lake: Lake, check: str, problem: str, batch: str, effect: str) -
     """A finding about processed batch `batch`, which --repair rebuilds from the ingestion
     bucket unless the record it is built from is damaged too."""
     damaged = record_damage(lake, batch)
+    # a loaded batch without its manifest is rebuilt too (its own ledger finding)
+    processed = set(lake.processed.manifests) | _unreadable_batches(lake.processed)
+    processed |= set(lake.ledger)
+    gaps = [b for b in lake.ingestion.manifests if b < batch and b not in processed]
+    if gaps and not damaged:
+        return Finding(
+            check,
+            problem,
+            f"{effect}; it cannot be rebuilt while ingestion batch(es) before it have no"
+            f" processed batch ({_examples(gaps)}: their state is not known; see the"
+            " transform-gap line)",
+        )
     if damaged:
         return Finding(
             check,
@@ -395,6 +419,22 @@ def check_transformed(lake: Lake, report: Report) -> None:
         )
 
 
+def check_report_cursor(lake: Lake, report: Report) -> None:
+    """The DAG's record of which batches' set-aside rows were emailed can be read."""
+    if lake.report_cursor_damage:
+        newest = _newest(lake.processed.manifests) or ""
+        report.add(
+            Finding(
+                "report-cursor",
+                lake.report_cursor_damage,
+                "no set-aside rows are emailed while it stands (the runs go on); --repair"
+                f" points it at the newest processed batch {newest or '(none)'}; `python -m etl"
+                " status` still lists every open set-aside row",
+                actions=(Action(SET_REPORT_CURSOR, lake.processed.name, newest),),
+            )
+        )
+
+
 def check_ledger(lake: Lake, report: Report) -> None:
     """The ledger holds processed batches only, in batch order, and none was skipped."""
     processed, loaded = set(lake.processed.manifests), lake.ledger
@@ -522,10 +562,9 @@ def check_transform_state(lake: Lake, min_age: timedelta, report: Report) -> Non
         pointer = newest
     if newest is not None:
         present = {s.key for s in snapshots.get(newest, [])}
+        required = snapshot_names() + ([REJECTED_SNAPSHOT] if lake.snapshot_has_rejects else [])
         missing = [
-            name
-            for name in snapshot_names()
-            if f"{SNAPSHOT_PREFIX}{newest}/{name}.parquet" not in present
+            name for name in required if f"{SNAPSHOT_PREFIX}{newest}/{name}.parquet" not in present
         ] + [f"a readable s3://{bucket.name}/{key}" for key in bucket.damaged]
         if missing:
             actions: tuple[Action, ...] = (Action(REBUILD_TRANSFORM_STATE, bucket.name, newest),)
@@ -815,9 +854,20 @@ def look(
         _ledger(conn),
         _duplicate_keys(conn, target),
         now or datetime.now(UTC),
+        _cursor_damage(processed),
     )
+    newest = _newest(lake.processed.manifests)
+    lake.snapshot_has_rejects = bool(newest) and writes_rejects(processed, newest or "")
     conn.rollback()  # end the read-only transaction the queries opened
     return lake
+
+
+def _cursor_damage(processed: ObjectStore) -> str:
+    try:
+        read_cursor(processed)
+    except DamagedObjectError as error:
+        return str(error)
+    return ""
 
 
 # ---------------------------------------------------------------- plan and repair
@@ -907,6 +957,9 @@ def repair(
         elif action.kind == WRITE_TRANSFORM_STATE:
             store.put_json(TRANSFORM_STATE_KEY, {"batch_id": action.key})
             result.done.append(f"pointed the transform state at batch {action.key}")
+        elif action.kind == SET_REPORT_CURSOR:
+            store.put_json(REPORTED_KEY, {"batch_id": action.key})
+            result.done.append(f"pointed the set-aside report cursor at batch {action.key}")
         elif action.kind == DELETE_OBJECT:
             if store.bucket not in referenced:
                 referenced[store.bucket] = _referenced_now(store)
@@ -927,11 +980,17 @@ def _rederive(
 ) -> list[str]:
     transformed = {layout.batch_id_of_manifest(k) for k in processed.keys(layout.MANIFEST_PREFIX)}
     out = rederive(ingestion, processed, batches, transformed | set(batches), policy)
-    return [
+    done = [
         f"rebuilt processed batch(es) {', '.join(sorted(batches))} from the ingestion bucket"
         f" ({out.replayed} batch(es) remodelled): {len(out.files)} file(s)"
         f" and {len(out.manifests)} manifest(s) written again"
     ]
+    if out.kept_differing:
+        done.append(
+            f"kept {len(out.kept_differing)} whole file(s) the rebuild would have made"
+            f" differently ({_examples(out.kept_differing)}): a file is never overwritten"
+        )
+    return done
 
 
 def _client_call(store: ObjectStore, what: str, key: str, call: Any) -> None:
@@ -1050,7 +1109,9 @@ def repair_now(settings: Settings, s3_client: Any, say: Callable[[str], None]) -
     say(f"repair plan: {len(actions)} step(s)" if actions else "repair plan: nothing safe")
     for action in actions:
         say(f"  - {action.describe()}")
-    return repair(actions, ingestion, processed, settings.bad_row_policy)
+    # rebuilt as set_aside, whatever the policy now: a batch committed under fail had no bad
+    # row, so its output is the same; one committed under set_aside can only be so rebuilt
+    return repair(actions, ingestion, processed, SET_ASIDE)
 
 
 def run(settings: Settings, s3_client: Any, fix: bool, say: Callable[[str], None]) -> bool:

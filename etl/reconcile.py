@@ -239,23 +239,41 @@ def expected_dimensions(
     return whole, aside
 
 
+Version = tuple[int, datetime]  # (source id, last_updated)
+
+
 def set_aside_facts(
     warehouse_conn: Connection, processed: ObjectStore | None
-) -> dict[str, set[int]]:
-    """Per fact, the ids whose newest version is kept out on purpose: set aside by transform
-    (still open) or waiting in the warehouse for a dimension row."""
-    ids: dict[str, set[int]] = {fact.name: set() for fact in FACTS}
+) -> dict[str, set[Version]]:
+    """Per fact, the versions kept out on purpose: set aside by transform (still open), too
+    large for this warehouse, or waiting in the warehouse for a dimension row."""
+    found: dict[str, set[Version]] = {fact.name: set() for fact in FACTS}
     bookkeeping.check(warehouse_conn)  # read only what is the loader's own
     if processed is not None:
-        rows = open_rejects(processed)
-        for table, key in zip(rows["table"].to_pylist(), rows["key"].to_pylist(), strict=True):
-            if table in ids:
-                ids[table].add(int(key))
-    for fact, versions in waiting.versions(warehouse_conn).items():
-        ids[fact].update(int(key) for key, _ in versions)
-    for fact, versions in too_large.fact_versions(warehouse_conn).items():
-        ids[fact].update(int(key) for key, _ in versions)
-    return ids
+        for row in open_rejects(processed).to_pylist():
+            if row["table"] in found and row["last_updated"] is not None:
+                found[row["table"]].add((int(row["key"]), row["last_updated"]))
+    for versions in (waiting.versions(warehouse_conn), too_large.fact_versions(warehouse_conn)):
+        for fact, pairs in versions.items():
+            found[fact].update((int(key), updated) for key, updated in pairs)
+    return found
+
+
+def _current_versions_kept_out(
+    source_conn: Connection, name: str, kept_out: set[Version]
+) -> set[int]:
+    """The ids whose current source version is one of `kept_out`: only those are left out
+    of the comparison (a later, loaded version of the same id is compared as any other)."""
+    if not kept_out:
+        return set()
+    table = SOURCE_TABLES[name]
+    query = sql.SQL("SELECT {id}, {lu} FROM {t} WHERE {id} = ANY(%s)").format(
+        id=sql.Identifier(table.primary_key),
+        lu=sql.Identifier(REPLICATION_KEY),
+        t=source_table(name),
+    )
+    rows = source_conn.execute(query, (sorted({i for i, _ in kept_out}),)).fetchall()
+    return {int(i) for i, updated in rows if (int(i), updated) in kept_out}
 
 
 def set_aside_at_load(warehouse_conn: Connection) -> dict[str, set[str]]:
@@ -433,11 +451,11 @@ def check_fact(
     target: Target,
     fact: WarehouseTable,
     horizon: Horizon,
-    set_aside: Iterable[int] = (),
+    set_aside: set[Version] | None = None,
 ) -> TableCheck:
     name = FACT_SOURCE[fact.name]
     changed_late = _late_fact_ids(source_conn, name, horizon)
-    late = changed_late | set(set_aside)
+    late = changed_late | _current_versions_kept_out(source_conn, name, set_aside or set())
     kept_out = len(late) - len(changed_late)
     duplicated = _duplicated(warehouse_conn, target, fact)
     note = f"{len(changed_late)} changed since the last load left out" if changed_late else ""

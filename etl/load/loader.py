@@ -35,7 +35,13 @@ from etl import bookkeeping, layout
 from etl.config import SET_ASIDE, Settings
 from etl.database import connect
 from etl.drift import column_drift
-from etl.errors import EtlError, SchemaDriftError, is_transient_database_error, one_line
+from etl.errors import (
+    ConfigError,
+    EtlError,
+    SchemaDriftError,
+    is_transient_database_error,
+    one_line,
+)
 from etl.lease import Lease, hold
 from etl.load import ledger, too_large, waiting
 from etl.load.target import Target
@@ -154,20 +160,27 @@ def insert_facts(
     staging: sql.Identifier,
     batch_id: str,
     set_aside: bool,
+    has_waiting: bool = False,
 ) -> dict[str, int]:
-    """insert_new_versions, and under the set_aside policy the versions waiting for a
-    dimension row tried again with the batch, and those whose dimension row is still
-    missing moved (back) to waiting instead of failing the batch (etl.load.waiting)."""
-    if not set_aside:
+    """insert_new_versions, after the versions waiting for a dimension row (if this fact
+    has a waiting table) are staged again with the batch; those whose dimension row is
+    still missing move back to waiting. Under set_aside a new version whose dimension row
+    is missing waits too (etl.load.waiting); under fail it fails the batch (the foreign
+    key names the fact), while versions that were waiting already keep waiting: a change
+    of policy neither strands them nor blocks the batches behind them."""
+    extra: dict[str, int] = {}
+    if has_waiting or set_aside:
+        waiting.add_since_column(conn, staging)
+    if has_waiting:
+        retried = waiting.restage(conn, target, table, staging)
+        extra = {"retried": retried} if retried else {}
+    if not (set_aside or has_waiting):
         return insert_new_versions(conn, target, table, staging)
-    waiting.add_since_column(conn, staging)
-    retried = waiting.restage(conn, target, table, staging)
-    extra = {"retried": retried} if retried else {}
     try:
         with conn.transaction():  # a savepoint: only a missing dimension row is handled below
             return {**insert_new_versions(conn, target, table, staging), **extra}
     except psycopg.errors.ForeignKeyViolation:
-        moved = waiting.set_aside(conn, target, table, staging, batch_id)
+        moved = waiting.set_aside(conn, target, table, staging, batch_id, not set_aside)
         counts = insert_new_versions(conn, target, table, staging)
         return {**counts, **extra, "waiting": moved}
 
@@ -248,11 +261,14 @@ def load_batch(
                 if ledger.is_loaded(conn, batch_id) != bool(replay):
                     return None
                 rejects = RejectLog(policy, batch_id)
-                open_set_aside = too_large.any_open(conn)
+                # a replay re-applies what was loaded: what is set aside stays as it is
+                open_set_aside = not replay and too_large.any_open(conn)
+                has_waiting = waiting.present(conn)
                 for name, table in WAREHOUSE_TABLES.items():  # dims first, then facts
                     data = downloaded.get(name)
                     set_aside = policy == SET_ASIDE and table.kind == "fact"
-                    if (data is None and not set_aside) or (replay and name not in replay):
+                    retry = set_aside or name in has_waiting
+                    if (data is None and not retry) or (replay and name not in replay):
                         continue
                     current = name
                     staging = stage(
@@ -263,7 +279,9 @@ def load_batch(
                     counts = (
                         upsert_dimension(conn, target, table, staging)
                         if table.kind == "dim"
-                        else insert_facts(conn, target, table, staging, batch_id, set_aside)
+                        else insert_facts(
+                            conn, target, table, staging, batch_id, set_aside, name in has_waiting
+                        )
                     )
                     if data is None and not any(counts.values()):
                         continue
@@ -274,7 +292,8 @@ def load_batch(
                 for name, n in summary(rejects.found()).items():
                     tables.setdefault(name, {"staged": 0, "inserted": 0, "updated": 0})
                     tables[name]["set_aside"] = n
-                too_large.record(conn, rejects.found())
+                if not replay:
+                    too_large.record(conn, rejects.found())
                 if lease is not None:
                     lease.check_in(conn, f"committing batch {batch_id}")
                 seconds = time.perf_counter() - started
@@ -393,15 +412,35 @@ def replay(
             limits = prepare_session(conn, settings, target)
             loaded = set(ledger.loaded_batches(conn))
             conn.commit()
-            start = layout.manifest_key(from_batch) if from_batch else ""
-            keys = [
-                key
-                for key in processed.keys(layout.MANIFEST_PREFIX)
-                if key >= start and layout.batch_id_of_manifest(key) in loaded
-            ]
+            keys = _replay_keys(processed, loaded, from_batch)
             return apply_batches(
                 conn, settings, target, processed, keys, on_step, lease, tables, limits
             )
+
+
+def _replay_keys(processed: ObjectStore, loaded: set[str], from_batch: str | None) -> list[str]:
+    """The manifests of the loaded batches to apply again, oldest first; refused in one
+    line when `from_batch` is no batch id, when nothing loaded is that new, or when a loaded
+    batch has lost its manifest (dimensions would end at an older value)."""
+    if from_batch:
+        try:
+            layout.batch_ts_of(from_batch)
+        except ValueError:
+            raise ConfigError(
+                f"replay --from {from_batch!r} is not a batch id (YYYYMMDDTHHMMSSffffffZ,"
+                " as `python -m etl status` shows them)"
+            ) from None
+    wanted = sorted(b for b in loaded if not from_batch or b >= from_batch)
+    if not wanted:
+        raise ConfigError(f"replay: no loaded batch{' from ' + from_batch if from_batch else ''}")
+    present = {layout.batch_id_of_manifest(k) for k in processed.keys(layout.MANIFEST_PREFIX)}
+    lost = [b for b in wanted if b not in present]
+    if lost:
+        raise EtlError(
+            f"replay: loaded batch(es) {', '.join(lost[:3])} have no processed manifest;"
+            " `python -m etl doctor --repair` rebuilds them from the ingestion bucket first"
+        )
+    return [layout.manifest_key(b) for b in wanted]
 
 
 def init_warehouse(settings: Settings) -> str:

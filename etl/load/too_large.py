@@ -135,15 +135,28 @@ def ensure(conn: Connection) -> None:
 
 
 def record(conn: Connection, found: pa.Table) -> int:
-    """Keep what this batch set aside (replacing an open row of the same key)."""
+    """Keep what this batch set aside. A row already open with the same key, column, value
+    and version stays as it is (a sweep, a full refresh or a backfill re-reads it: not new,
+    not emailed again); an open row of the same key with something else is replaced.
+    Returns how many rows are new."""
     if found.num_rows == 0:
         return 0
+    identity = ("table", "key", "column", "value", "last_updated")
+    rows = found.to_pylist()
+    existing = conn.execute(
+        sql.SQL('SELECT "table", key, "column", value, last_updated FROM {} WHERE ("table", key)'
+                " IN (SELECT * FROM unnest(%s::text[], %s::text[]))").format(TABLE),
+        ([r["table"] for r in rows], [r["key"] for r in rows]),
+    ).fetchall()  # fmt: skip
+    known = {tuple(row) for row in existing}
+    new = [r for r in rows if tuple(r[c] for c in identity) not in known]
+    if not new:
+        return 0
     conn.execute(
-        sql.SQL(
-            'DELETE FROM {} WHERE ("table", key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))'
-        ).format(TABLE),
-        (found.column("table").to_pylist(), found.column("key").to_pylist()),
-    )
+        sql.SQL('DELETE FROM {} WHERE ("table", key) IN'
+                " (SELECT * FROM unnest(%s::text[], %s::text[]))").format(TABLE),
+        ([r["table"] for r in new], [r["key"] for r in new]),
+    )  # fmt: skip
     with conn.cursor() as cur:
         cur.executemany(
             sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
@@ -151,9 +164,9 @@ def record(conn: Connection, found: pa.Table) -> int:
                 sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
                 sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS)),
             ),
-            [tuple(row[c] for c in COLUMNS) for row in found.to_pylist()],
+            [tuple(row[c] for c in COLUMNS) for row in new],
         )
-    return int(found.num_rows)
+    return len(new)
 
 
 def close_loaded(

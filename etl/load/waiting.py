@@ -34,7 +34,8 @@ def table_of(fact: WarehouseTable) -> sql.Identifier:
 
 
 def ensure(conn: Connection, target: Target) -> None:
-    """The three waiting tables, shaped like this warehouse's facts (names included)."""
+    """The three waiting tables, shaped like this warehouse's facts (names included), each
+    holding a version at most once (a unique index on the version key)."""
     with conn.transaction():
         for fact in FACTS:
             conn.execute(
@@ -47,6 +48,18 @@ def ensure(conn: Connection, target: Target) -> None:
                     target.table(fact.name),
                 )
             )
+            conn.execute(
+                sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({})").format(
+                    sql.Identifier(f"waiting_{fact.name}_version_key"),
+                    table_of(fact),
+                    target.columns(fact, fact.key),
+                )
+            )
+
+
+def present(conn: Connection) -> set[str]:
+    """The facts that have a waiting table (none before the first load under set_aside)."""
+    return {fact.name for fact in _present(conn)}
 
 
 def add_since_column(conn: Connection, staging: sql.Identifier) -> None:
@@ -56,13 +69,19 @@ def add_since_column(conn: Connection, staging: sql.Identifier) -> None:
 
 
 def restage(conn: Connection, target: Target, fact: WarehouseTable, staging: sql.Identifier) -> int:
-    """Move every waiting version of `fact` into this batch's staging table."""
+    """Move every waiting version of `fact` into this batch's staging table, once: when
+    the batch itself stages the same version again (a replay, a re-applied batch), the
+    waiting row (which knows it was waiting) replaces the batch's copy."""
     columns = sql.SQL("{}, {}").format(target.columns(fact), sql.Identifier(SINCE))
+    same = sql.SQL(" AND ").join(
+        sql.SQL("s.{0} = w.{0}").format(target.column(fact.name, c)) for c in fact.key
+    )
     cursor = conn.execute(
         sql.SQL(
-            "WITH waiting AS (DELETE FROM {waiting} RETURNING *)"
+            "WITH waiting AS (DELETE FROM {waiting} RETURNING *),"
+            " doubled AS (DELETE FROM {staging} AS s USING waiting AS w WHERE {same})"
             " INSERT INTO {staging} ({columns}) SELECT {columns} FROM waiting"
-        ).format(waiting=table_of(fact), staging=staging, columns=columns)
+        ).format(waiting=table_of(fact), staging=staging, columns=columns, same=same)
     )
     return cursor.rowcount
 
@@ -80,18 +99,27 @@ def _missing_dimension(target: Target, fact: WarehouseTable) -> sql.Composed:
 
 
 def set_aside(
-    conn: Connection, target: Target, fact: WarehouseTable, staging: sql.Identifier, batch_id: str
+    conn: Connection,
+    target: Target,
+    fact: WarehouseTable,
+    staging: sql.Identifier,
+    batch_id: str,
+    only_waiting: bool = False,
 ) -> int:
-    """Move the staged versions whose dimension rows are missing to the waiting table."""
+    """Move the staged versions whose dimension rows are missing to the waiting table
+    (`only_waiting`: only those that were waiting already, under the fail policy)."""
     columns = target.columns(fact)
+    missing = _missing_dimension(target, fact)
+    if only_waiting:
+        missing = sql.SQL("s.{} IS NOT NULL AND ({})").format(sql.Identifier(SINCE), missing)
     cursor = conn.execute(
         sql.SQL(
             "WITH orphans AS (DELETE FROM {staging} AS s WHERE {missing} RETURNING s.*)"
             " INSERT INTO {waiting} ({columns}, {since})"
-            " SELECT {columns}, coalesce({since}, %s) FROM orphans"
+            " SELECT {columns}, coalesce({since}, %s) FROM orphans ON CONFLICT DO NOTHING"
         ).format(
             staging=staging,
-            missing=_missing_dimension(target, fact),
+            missing=missing,
             waiting=table_of(fact),
             columns=columns,
             since=sql.Identifier(SINCE),

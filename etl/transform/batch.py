@@ -152,18 +152,36 @@ def load_state(processed: ObjectStore) -> tuple[str | None, TransformState]:
         )
     current = {name: tables[name] for name in STATEFUL_TABLES}
     emitted = {name: tables[f"emitted_{name}"] for name in FACT_SOURCES}
-    # absent in snapshots written before rows were set aside: none were open then
-    rejected = read_parquet(processed, f"{SNAPSHOT_PREFIX}{batch_id}/{REJECTED_SNAPSHOT}.parquet")
-    return batch_id, TransformState(current, emitted, rejected or rejects_log.empty())
+    return batch_id, TransformState(current, emitted, _rejected_snapshot(processed, batch_id))
+
+
+def writes_rejects(processed: ObjectStore, batch_id: str) -> bool:
+    """Whether the batch's manifest was written by a release that sets rows aside (it has
+    the `rejects` field), so its state snapshot must hold the open set-aside rows."""
+    document = processed.get_json(layout.manifest_key(batch_id))
+    return isinstance(document, dict) and "rejects" in document
+
+
+def _rejected_snapshot(processed: ObjectStore, batch_id: str) -> pa.Table:
+    """The open set-aside rows of the batch's snapshot: none for a snapshot written before
+    rows were set aside; a lost one of a later snapshot is refused, not read as none (the
+    rows would be reported again and age into freshness breaches)."""
+    key = f"{SNAPSHOT_PREFIX}{batch_id}/{REJECTED_SNAPSHOT}.parquet"
+    found = read_parquet(processed, key)
+    if found is not None:
+        return found
+    if writes_rejects(processed, batch_id):
+        raise EtlError(
+            f"transform state of batch {batch_id} is incomplete: no snapshot {REJECTED_SNAPSHOT}"
+            " (`python -m etl doctor --repair` rebuilds it)"
+        )
+    return rejects_log.empty()
 
 
 def open_rejects(processed: ObjectStore) -> pa.Table:
     """The set-aside rows no batch has corrected yet, as of the newest state snapshot."""
     batch_id = state_pointer(processed)
-    found = None
-    if batch_id:
-        found = read_parquet(processed, f"{SNAPSHOT_PREFIX}{batch_id}/{REJECTED_SNAPSHOT}.parquet")
-    return rejects_log.empty() if found is None else found
+    return _rejected_snapshot(processed, batch_id) if batch_id else rejects_log.empty()
 
 
 def _check_tables(manifest: IngestionManifest) -> None:
@@ -238,7 +256,9 @@ def build_batch(
     `stack`). Every extract is read and verified before this returns; nothing is written
     to S3, so doctor rebuilds exactly what transform publishes by calling it too."""
     _check_tables(manifest)
-    rejects = rejects_log.RejectLog(policy, manifest["batch_id"])
+    rejects = rejects_log.RejectLog(
+        policy, manifest["batch_id"], rejects_log.open_identities(state.rejected)
+    )
     small = [name for name in manifest["tables"] if name not in ROW_WISE_SOURCES]
     outputs, current = remodel_dimensions(read_batch(ingestion, manifest, small), state, rejects)
     row_wise = RowRemodel(state, rejects)

@@ -46,6 +46,9 @@ class Rederived:
     files: list[str] = field(default_factory=list)  # parquet keys written again
     manifests: list[str] = field(default_factory=list)  # manifest keys written again
     replayed: int = 0  # ingestion batches remodelled to get there
+    # whole files kept although the rebuild would differ (never overwritten: a loaded
+    # batch's file is the record of what was loaded)
+    kept_differing: list[str] = field(default_factory=list)
 
 
 def readable_manifest(processed: ObjectStore, batch_id: str) -> ProcessedManifest | None:
@@ -73,16 +76,19 @@ def _entries(
     old: dict[str, ProcessedTableEntry],
     wanted: Iterator[tuple[str, TableData]],
     key_of: Callable[[str, str], str],
-    written: list[str],
+    out: Rederived,
 ) -> dict[str, ProcessedTableEntry]:
-    """The manifest entries of the rebuilt files: an old entry whose file is whole is kept,
-    any other file is written (again) at the old entry's key or the batch's own."""
+    """The manifest entries of the rebuilt files: an old entry whose file is whole is kept
+    (never overwritten, even if the rebuild differs: that is reported), any other file is
+    written (again) at the old entry's key or the batch's own."""
     entries: dict[str, ProcessedTableEntry] = {}
     for name, data in wanted:
         before = old.get(name)
         rows = data.rows if isinstance(data, ParquetSpool) else data.num_rows
-        if before is not None and before["rows"] == rows and _whole(processed, before):
+        if before is not None and _whole(processed, before):
             entries[name] = before
+            if before["rows"] != rows:
+                out.kept_differing.append(before["file"])
             continue
         key = (
             before["file"]
@@ -90,7 +96,7 @@ def _entries(
             else _own_key(processed, key_of(name, built.batch_id))
         )
         entries[name] = write_table_data(processed, key, data)
-        written.append(key)
+        out.files.append(key)
     return entries
 
 
@@ -127,9 +133,9 @@ def write_again(
     changed. The old manifest's timing fields are kept; a lost one gets the time now."""
     old = readable_manifest(processed, built.batch_id)
     tables = _entries(processed, built, old["tables"] if old else {}, _data(built),
-                      output_key, out.files)  # fmt: skip
+                      output_key, out)  # fmt: skip
     rejects = _entries(processed, built, old["rejects"] if old else {}, _set_aside(built),
-                       layout.rejects_key, out.files)  # fmt: skip
+                       layout.rejects_key, out)  # fmt: skip
     if old is not None:
         document: ProcessedManifest = {**old, "tables": tables, "rejects": rejects}
     else:

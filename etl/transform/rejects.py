@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from etl.config import FAIL, SET_ASIDE
 from etl.errors import DataError
 
-__all__ = ["FAIL", "REJECT_SCHEMA", "SET_ASIDE", "Problem", "RejectLog"]
+__all__ = ["FAIL", "REJECT_SCHEMA", "SET_ASIDE", "Problem", "RejectLog", "open_identities"]
 
 # One row per set-aside warehouse row (the first column that failed); also the schema of
 # the rejects area's parquet files (docs/architecture.md, "Rejects").
@@ -59,6 +59,9 @@ class RejectLog:
 
     policy: str = FAIL
     batch_id: str = ""
+    # (table, key, last_updated) of the rows already set aside and still open: re-read
+    # (an overlap, a sweep, a full refresh) they are not new, so not a reason to fail
+    already_open: frozenset[tuple[str, str, object]] = frozenset()
     parts: list[pa.Table] = field(default_factory=list)
     built: dict[str, list[pa.Array]] = field(default_factory=dict)
 
@@ -77,12 +80,10 @@ class RejectLog:
             return
         keys = pc.cast(columns[key_column].take(rows), pa.string())
         reasons = reason.take(rows)
-        if self.policy == FAIL:
-            raise DataError(
-                f"{table}.{column}: {reasons[0].as_py()} ({key_column} {keys[0].as_py()})"
-            )
         values = columns.get(column)
         updated = columns.get("last_updated")
+        if self.policy == FAIL:
+            self._fail_unless_open(table, column, key_column, keys, reasons, updated, rows)
         n = len(rows)
         self.parts.append(
             pa.Table.from_arrays(
@@ -103,6 +104,25 @@ class RejectLog:
                 schema=REJECT_SCHEMA,
             )
         )
+
+    def _fail_unless_open(
+        self,
+        table: str,
+        column: str,
+        key_column: str,
+        keys: pa.Array,
+        reasons: pa.Array,
+        updated: pa.Array | None,
+        rows: pa.Array,
+    ) -> None:
+        times = (
+            [None] * len(keys)
+            if updated is None
+            else pc.cast(updated.take(rows), pa.timestamp("ms")).to_pylist()
+        )
+        for key, why, when in zip(keys.to_pylist(), reasons.to_pylist(), times, strict=True):
+            if (table, key, when) not in self.already_open:
+                raise DataError(f"{table}.{column}: {why} ({key_column} {key})")
 
     def record_built(self, table: str, keys: pa.Array | pa.ChunkedArray) -> None:
         """Keys of rows that were built: they close an open set-aside row of the same key."""
@@ -157,6 +177,14 @@ def _distinct(rows: pa.Table) -> pa.Table:
         keep.append(value not in seen)
         seen.add(value)
     return rows.filter(pa.array(keep, pa.bool_()))
+
+
+def open_identities(rows: pa.Table) -> frozenset[tuple[str, str, object]]:
+    """(table, key, last_updated) of each open set-aside row (RejectLog.already_open)."""
+    return frozenset(
+        (r["table"], r["key"], r["last_updated"])
+        for r in rows.select(["table", "key", "last_updated"]).to_pylist()
+    )
 
 
 def empty() -> pa.Table:

@@ -19,13 +19,14 @@ from etl.config import Settings
 from etl.errors import DataError
 from etl.freshness import check, set_aside_versions
 from etl.load import waiting
-from etl.load.loader import connect_warehouse, init_warehouse
+from etl.load.loader import connect_warehouse, init_warehouse, replay
 from etl.manifests import processed as processed_manifest
 from etl.metrics import NoMetrics
 from etl.monitoring import monitored_freshness
 from etl.pipeline import run_cycle
 from etl.storage import ObjectStore
 from etl.transform.batch import open_rejects, transform_pending
+from etl.warehouse import WAREHOUSE_TABLES
 from simulator.expectations import Row
 from tests.etl.load.test_loader import assert_warehouse_matches, run_and_expect, source
 from tests.etl.test_main import env_for, run_etl
@@ -153,13 +154,18 @@ def test_facts_wait_for_a_set_aside_dimension_row_and_load_with_it(
 
     again = run_cycle(settings, s3).loaded  # tried again with the next batch: still waiting
     assert [b.tables.get("fact_sales_order", {}).get("waiting") for b in again] == [1] * len(again)
+    replay(settings, s3, tuple(WAREHOUSE_TABLES))  # re-applies the batch it came in: not twice
+    strict = replace(settings, bad_row_policy="fail")
+    run_cycle(strict, s3)  # a change of policy: what waited keeps waiting, nothing blocks
+    with connect_warehouse(settings) as conn:
+        assert waiting.counts(conn) == {"fact_sales_order": 1}
     with psycopg.connect(url) as conn:
         conn.execute(
             "UPDATE currency SET currency_code = 'CHF', last_updated = now()::timestamp(3)"
             " WHERE currency_id = %s",
             (currency,),
         )
-    cycle = run_cycle(settings, s3)
+    cycle = run_cycle(strict, s3)  # loads under either policy once its dimension is there
 
     assert cycle.loaded[0].tables["fact_sales_order"]["retried"] == 1
     assert len(loaded_versions(settings, order)) == 2, "the waiting version loaded with it"

@@ -40,7 +40,9 @@ def logins(stack: StackEndpoints, settings: Settings) -> Iterator[Logins]:
     """Three ordinary roles on the test's own warehouse database, which the loader owns."""
     database = settings.warehouse_db_url.reveal().rsplit("/", 1)[1]  # type: ignore[union-attr]
     suffix = f"{next(NUMBER)}_{int(time.time() * 1000) % 100000}"
+    # the loader's name in mixed case, as PostgreSQL keeps a quoted name
     roles = {name: f"{name}_{suffix}" for name in ("loader", "analyst", "connect")}
+    roles["loader"] = f"Loader_{suffix}"
     with psycopg.connect(settings.warehouse_db_url.reveal(), autocommit=True) as admin:  # type: ignore[union-attr]
         for role in roles.values():
             admin.execute(

@@ -531,3 +531,49 @@ def test_lost_or_altered_processed_data_is_rebuilt_from_the_ingestion_bucket(
     assert pipeline.doctor().returncode == 0
     pipeline.expect_current()
     pipeline.warehouse_is_expected()
+
+
+def test_a_lost_record_of_open_set_aside_rows_is_rebuilt_not_read_as_none(
+    pipeline: Pipeline,
+) -> None:
+    """rejected_open.parquet of the newest snapshot deleted: read as "nothing open" the
+    rows would be emailed and counted again; so every reader refuses and doctor rebuilds."""
+    with psycopg.connect(pipeline.source) as conn:  # one open set-aside row
+        conn.execute(
+            "UPDATE payment SET payment_date = '2024-02-30', last_updated = now()::timestamp(3)"
+            " WHERE payment_id = (SELECT min(payment_id) FROM payment)"
+        )
+    pipeline.day()
+    assert run_etl(pipeline.env, "run").returncode == 0
+    newest = sorted(pipeline.processed.keys(layout.MANIFEST_PREFIX))[-1]
+    batch = layout.batch_id_of_manifest(newest)
+    pipeline.processed.delete(f"{SNAPSHOT_PREFIX}{batch}/rejected_open.parquet")
+
+    status = run_etl(pipeline.env, "status")
+    found = pipeline.doctor()
+    repaired = pipeline.doctor("--repair")
+
+    assert status.returncode == 1 and "no snapshot rejected_open" in status.stderr
+    assert "Traceback" not in status.stderr
+    assert f"the state snapshot of the newest processed batch {batch} lacks rejected_open" in (
+        found.stdout
+    )
+    assert repaired.returncode == 0, repaired.stdout
+    after = run_etl(pipeline.env, "status")
+    assert "set aside: 1 row(s) open" in after.stdout, after.stdout + after.stderr
+
+
+def test_a_damaged_report_cursor_is_named_and_rebuilt(pipeline: Pipeline) -> None:
+    pipeline.processed.put_bytes("_state/rejects_reported.json", b'{"batch_id": ')
+
+    found = pipeline.doctor()
+    repaired = pipeline.doctor("--repair")
+
+    assert found.returncode == 1
+    assert "report-cursor: s3://" in found.stdout and "_state/rejects_reported.json is damaged" in (
+        found.stdout
+    )
+    assert repaired.returncode == 0, repaired.stdout
+    assert pipeline.processed.get_json("_state/rejects_reported.json") == {
+        "batch_id": pipeline.second
+    }
