@@ -100,12 +100,10 @@ def split(
     columns = {name: rows.column(name) for name in rows.schema.names}
     if table.kind == "fact":
         columns["last_updated"] = _timestamps(rows)
-    failed = pa.array([False] * rows.num_rows, pa.bool_())
+    failed = pa.repeat(False, rows.num_rows)
     for limit in limits:
         mask = pc.and_(limit.too_large(rows.column(limit.column)), pc.invert(failed))
-        reason = pa.array(
-            [f"does not fit the warehouse column's {limit.type_name}"] * rows.num_rows
-        )
+        reason = f"does not fit the warehouse column's {limit.type_name}"
         log.add(table.name, table.key[0], columns, limit.column, mask, reason)
         failed = pc.or_(failed, mask)
     return rows.filter(pc.invert(failed)) if failed.true_count else rows

@@ -44,9 +44,11 @@ def conform(
     log = rejects or RejectLog()
     arrays = {name: _array(values) for name, values in columns.items()}
     key = target.key[0]
-    failed = pa.array([False] * len(arrays[key]), pa.bool_())
+    failed = pa.repeat(False, len(arrays[key]))
 
-    def set_aside(column: str, mask: pa.Array, reason: pa.Array) -> None:
+    def set_aside(column: str, mask: pa.Array | None, reason: pa.Array | str) -> None:
+        if mask is None:  # the column converted whole: nothing to look at
+            return
         nonlocal failed
         new = pc.and_(mask, pc.invert(failed))
         log.add(target.name, key, arrays, column, new, reason)
@@ -59,9 +61,9 @@ def conform(
         values, unconvertible, reasons = _convert(arrays[column.name], column.type)
         set_aside(column.name, unconvertible, reasons)
         if pa.types.is_date32(column.type):
-            set_aside(column.name, _outside_dates(values), _same(DATE_RANGE_REASON, len(values)))
+            set_aside(column.name, _outside_dates(values), DATE_RANGE_REASON)
         if not column.nullable:
-            set_aside(column.name, pc.is_null(values), _same(NULL_REASON, len(values)))
+            set_aside(column.name, pc.is_null(values), NULL_REASON)
         converted.append(values)
     table = pa.Table.from_arrays(converted, schema=target.schema)
     if failed.true_count:
@@ -76,16 +78,13 @@ def _array(values: Values) -> pa.Array:
     return values
 
 
-def _same(reason: str, n: int) -> pa.Array:
-    return pa.array([reason] * n, pa.string())
-
-
-def _convert(values: pa.Array, to: pa.DataType) -> tuple[pa.Array, pa.Array, pa.Array]:
-    """(values as `to`, NULL where they do not convert; which did not; why). The whole
-    column converts at once unless a value is bad: only then is it tried value by value."""
+def _convert(values: pa.Array, to: pa.DataType) -> tuple[pa.Array, pa.Array | None, pa.Array | str]:
+    """(values as `to`, NULL where they do not convert; which did not, None when all did;
+    why). The whole column converts at once unless a value is bad: only then is it tried
+    value by value."""
     n = len(values)
     try:
-        return pc.cast(values, to), pa.array([False] * n, pa.bool_()), _same("", n)
+        return pc.cast(values, to), None, ""
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     bad, reasons = [], []

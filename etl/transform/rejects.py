@@ -72,14 +72,18 @@ class RejectLog:
         columns: Mapping[str, pa.Array],
         column: str,
         mask: pa.Array,
-        reason: pa.Array,
+        reason: pa.Array | str,
     ) -> None:
         """Set aside the rows of `columns` where `mask` is True, blaming `column`."""
-        rows = pc.filter(pa.array(range(len(mask)), pa.int64()), mask)
-        if len(rows) == 0:
+        if not pc.any(mask).as_py():  # the common case: nothing to set aside, nothing built
             return
+        rows = pc.indices_nonzero(mask)
         keys = pc.cast(columns[key_column].take(rows), pa.string())
-        reasons = reason.take(rows)
+        reasons = (
+            pa.array([reason] * len(rows), pa.string())
+            if isinstance(reason, str)
+            else reason.take(rows)
+        )
         values = columns.get(column)
         updated = columns.get("last_updated")
         if self.policy == FAIL:
@@ -143,7 +147,7 @@ class RejectLog:
         return new, pa.concat_tables([still_open, new])
 
     def _built_mask(self, rows: pa.Table) -> pa.Array:
-        mask = pa.array([False] * rows.num_rows, pa.bool_())
+        mask = pa.repeat(False, rows.num_rows)
         for table, keys in self.built.items():
             in_table = pc.equal(rows.column("table"), table)
             built = pc.is_in(rows.column("key"), value_set=pa.concat_arrays(keys))
@@ -163,7 +167,7 @@ def _identity(rows: pa.Table) -> pa.Array:
 
 def _member(rows: pa.Table, of: pa.Table) -> pa.Array:
     if rows.num_rows == 0 or of.num_rows == 0:
-        return pa.array([False] * rows.num_rows, pa.bool_())
+        return pa.repeat(False, rows.num_rows)
     return pc.is_in(_identity(rows), value_set=_array(_identity(of)))
 
 
