@@ -34,12 +34,13 @@ from etl.storage import ObjectStore
 from etl.transform.batch import transform_pending
 from etl.warehouse import WAREHOUSE_TABLES
 from simulator.seed import SeedPlan, seed_totesys
+from tests.dags.tasks import ETL_TASKS
 from tests.etl.load import warehouse_rows
 from tests.etl.load.test_loader import rename_paid, rewrite_processed
 
 NO_RETRIES = {"AIRFLOW__TOTESYS__RETRIES": "0"}
 FORCE_LOAD = {"force_load": True}
-TASKS = ("ingest", "wait_for_manifest", "transform", "load_due", "load", "freshness")
+TASKS = ETL_TASKS
 
 
 def failed_at(task: str) -> dict[str, str]:

@@ -20,6 +20,7 @@ import requests
 from deploy.local.processes import free_port, wait_until
 from deploy.local.stack import LocalStack
 from tests.conftest import REPO_ROOT
+from tests.dags.tasks import ETL_TASKS
 
 pytestmark = pytest.mark.slow
 
@@ -111,9 +112,7 @@ def test_first_run_green_on_first_try_no_email_and_ctrl_c_stops_everything(
     left = [p for p in left if alive(p)]
 
     assert line.endswith(": success"), make_airflow.printed()
-    assert {ti["task_id"]: ti["try_number"] for ti in tis} == {
-        t: 1 for t in ("ingest", "wait_for_manifest", "transform", "load_due", "load", "freshness")
-    }
+    assert {ti["task_id"]: ti["try_number"] for ti in tis} == {t: 1 for t in ETL_TASKS}
     assert len(simulating) == 1, "the real-time simulator runs"
     assert endpoints.messages() == [], "a healthy start sends no email"
     assert "Traceback" not in make_airflow.printed()

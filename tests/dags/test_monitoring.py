@@ -15,9 +15,10 @@ from etl.config import Settings
 from etl.load.loader import init_warehouse
 from etl.metrics import read_local
 from simulator.seed import SeedPlan, seed_totesys
+from tests.dags.tasks import ETL_TASKS
 
 FORCE_LOAD = {"force_load": True}
-TASKS = {"ingest", "wait_for_manifest", "transform", "load_due", "load", "freshness"}
+TASKS = set(ETL_TASKS)
 
 
 @pytest.fixture(scope="module")

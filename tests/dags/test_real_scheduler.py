@@ -18,6 +18,7 @@ from deploy.local.stack import StackEndpoints
 from etl.config import Settings
 from etl.load.loader import init_warehouse
 from simulator.seed import SeedPlan, seed_totesys
+from tests.dags.tasks import ETL_TASKS
 from tests.etl.load import warehouse_rows
 
 pytestmark = pytest.mark.slow
@@ -86,9 +87,7 @@ def test_the_first_scheduled_run_is_green_on_its_first_try(airflow: Standalone) 
     ]
 
     assert state == "success"
-    assert {ti["task_id"]: ti["try_number"] for ti in tis} == {
-        t: 1 for t in ("ingest", "wait_for_manifest", "transform", "load_due", "load", "freshness")
-    }
+    assert {ti["task_id"]: ti["try_number"] for ti in tis} == {t: 1 for t in ETL_TASKS}
     # nothing in a healthy run's logs is masked: no connection secret is an ordinary word
     home = Path(airflow.env["AIRFLOW_HOME"])
     logs = [

@@ -30,14 +30,13 @@ from deploy.local.airflow import rest_api
 from deploy.local.processes import free_port
 from deploy.local.processes import wait_until as wait_for
 from tests.conftest import REPO_ROOT
+from tests.dags.tasks import ETL_TASKS
 from tests.docs.browser import Browser
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 DAG_ID = "totesys_etl"
-TASK_IDS = [
-    "ingest", "wait_for_manifest", "transform", "report_set_aside", "load_due", "load", "freshness"
-]  # fmt: skip
+TASK_IDS = list(ETL_TASKS)
 PARAMS = ["full_refresh", "tables", "force_load"]
 WIDTH, HEIGHT = 1600, 1000
 
