@@ -37,7 +37,7 @@ $(STAMP): $(PY) $(REQS)
 install: $(STAMP) ## Create .venv with Airflow 3.0.6 at MWAA's pins plus the project's pinned tools
 
 demo: install ## The main job: local stack, seeded totesys, summary (no Docker, no AWS)
-	$(PY) -m deploy.demo --scale $(SCALE)
+	$(PY) -m devstack.demo --scale $(SCALE)
 
 test: install lint typecheck pytest compat ## Set up and run every check: ruff, mypy, pytest, DAG and etl tests on 3.3.1
 
@@ -68,25 +68,25 @@ $(COMPAT_STAMP): requirements/airflow-3.3.1.txt constraints/mwaa-airflow-3.3.1-c
 # The etl end to end under MWAA's newest pins (pyarrow, pandas, numpy, psycopg, the amazon
 # provider's boto): ingest, transform and load against the real services, each compared
 # with the SQL-computed warehouse, and the processed lake read by that pandas.
-COMPAT_ETL_TESTS := tests/etl/test_ingest.py tests/etl/transform/test_batch.py tests/etl/load/test_loader.py tests/etl/test_lake_pandas.py
+COMPAT_ETL_TESTS := tests/etl/ingest/test_run.py tests/etl/transform/test_batch.py tests/etl/load/test_loader.py tests/etl/test_lake_pandas.py
 
 compat: $(COMPAT_STAMP) ## The DAG, plugin and etl end-to-end tests on Airflow 3.3.1 (MWAA's newest) in a second venv
 	$(COMPAT)/bin/python -m pytest -p no:cacheprovider -m "not slow" tests/dags $(COMPAT_ETL_TESTS)
 
 up: install ## Start the local stack (PostgreSQL, moto S3, SMTP sink) and print its settings
-	$(PY) -m deploy.local up
+	$(PY) -m devstack up
 
 down: install ## Stop the local stack
-	$(PY) -m deploy.local down
+	$(PY) -m devstack down
 
 status: install ## Show whether the local stack is running
-	$(PY) -m deploy.local status
+	$(PY) -m devstack status
 
 seed: install ## Create and seed totesys on the running stack (SCALE=1)
-	$(PY) -m deploy.local seed --scale $(SCALE) --replace
+	$(PY) -m devstack seed --scale $(SCALE) --replace
 
 simulate: install ## Advance the totesys clock (DAYS=1)
-	$(PY) -m deploy.local simulate --days $(DAYS)
+	$(PY) -m devstack simulate --days $(DAYS)
 
 # the benchmark's own default scale (make bench SCALE=N still wins)
 bench: SCALE = 10
@@ -97,7 +97,7 @@ soak: install ## Reliability soak: CYCLES cycles with injected faults, then noth
 	$(PY) -m soak --cycles $(CYCLES) --seed $(SEED)
 
 airflow: install ## Airflow on localhost:8080 running the DAG against the local stack, totesys changing live (Ctrl-C stops)
-	$(PY) -m deploy.local airflow
+	$(PY) -m devstack airflow
 
 browser-test: install ## The Airflow UI tests in headless Chromium (needs Debian's chromium; CI installs it)
 	$(PY) -m pytest -p no:cacheprovider -m browser
@@ -106,5 +106,5 @@ screenshots: install ## Screenshots of the Airflow UI into docs/images (headless
 	SCREENSHOTS_DIR=docs/images $(PY) -m pytest -p no:cacheprovider tests/docs/test_screenshots.py
 
 clean: ## Remove the venv, caches and local stack state
-	-$(PY) -m deploy.local down 2>/dev/null
+	-$(PY) -m devstack down 2>/dev/null
 	rm -rf $(VENV) $(COMPAT) .local .pytest_cache .mypy_cache .ruff_cache

@@ -36,8 +36,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from deploy.local.postgres import database_url
-from deploy.local.stack import StackEndpoints, local_stack
+from devstack.postgres import database_url
+from devstack.stack import StackEndpoints, local_stack
 from etl.config import Secret, Settings
 from etl.load.loader import init_warehouse
 from etl.load.target import Target

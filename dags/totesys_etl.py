@@ -168,7 +168,7 @@ def totesys_etl() -> None:
         from totesys_airflow.errors import failing_fast_on_bad_input
 
         from etl.layout import batch_id_of_manifest
-        from etl.monitoring import monitored_transform
+        from etl.ops.monitoring import monitored_transform
 
         with failing_fast_on_bad_input():
             results = monitored_transform(
@@ -217,8 +217,8 @@ def totesys_etl() -> None:
         from totesys_airflow.errors import failing_fast_on_bad_input
         from totesys_airflow.rejects_email import email_load_set_aside_rows
 
-        from etl.backfill import report_sweep
-        from etl.monitoring import monitored_load
+        from etl.ops.monitoring import monitored_load
+        from etl.ops.sweep import report_sweep
         from etl.storage import ObjectStore
 
         with failing_fast_on_bad_input():
@@ -235,7 +235,7 @@ def totesys_etl() -> None:
         from totesys_airflow.compat import AirflowFailException
         from totesys_airflow.connections import metrics_sink, s3_client
 
-        from etl.monitoring import monitored_freshness
+        from etl.ops.monitoring import monitored_freshness
 
         with error_kept_for_the_email():
             now = datetime.now(UTC).replace(tzinfo=None)

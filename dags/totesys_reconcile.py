@@ -1,5 +1,5 @@
 """totesys_reconcile: once a day, does the warehouse still agree with totesys? Wiring only;
-the comparison is `etl.reconcile` (also `python -m etl reconcile`)."""
+the comparison is `etl.ops.reconcile` (also `python -m etl reconcile`)."""
 
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ def totesys_reconcile() -> None:
         from totesys_airflow.connections import metrics_sink, pipeline_settings, s3_client
         from totesys_airflow.errors import failing_fast_on_bad_input
 
-        from etl.metrics import reconcile_differences
-        from etl.reconcile import reconcile as compare
+        from etl.ops.metrics import reconcile_differences
+        from etl.ops.reconcile import reconcile as compare
         from etl.storage import ObjectStore
 
         with failing_fast_on_bad_input():

@@ -1,2 +1,2 @@
-"""Provisioning: the local stack of real services (`deploy.local`), the demo, and the MWAA
-deployment (`deploy.mwaa`)."""
+"""Deployment to Amazon MWAA (`deploy.mwaa`): buckets, role, secrets, the DAG sync, the
+environment and its alarms. The local stack of real services and the demo live in `devstack`."""

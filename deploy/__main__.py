@@ -1,7 +1,6 @@
-"""python -m deploy mwaa ... | python -m deploy local ...
+"""python -m deploy mwaa ...
 
-One entry point for both deployments: Amazon MWAA (deploy/mwaa) and the local stack
-(deploy/local).
+The deployment's entry point (deploy/mwaa). The local stack is `python -m devstack`.
 """
 
 from __future__ import annotations
@@ -14,11 +13,9 @@ def main(argv: list[str]) -> int:
         from deploy.mwaa.cli import main as mwaa
 
         return mwaa(argv[1:])
-    if argv[:1] == ["local"]:
-        from deploy.local.__main__ import main as local
-
-        return local(argv[1:])
-    print("usage: python -m deploy {mwaa,local} ...", file=sys.stderr)
+    print(
+        "usage: python -m deploy mwaa ... (the local stack is python -m devstack)", file=sys.stderr
+    )
     return 2
 
 

@@ -26,21 +26,21 @@ from typing import Any
 
 import psycopg
 
-from etl import doctor
-from etl.backfill import add_window_arguments, window_from_arguments
 from etl.config import Settings
 from etl.errors import EXIT_OK, EtlError, exit_code, one_line
-from etl.freshness import measure
-from etl.ingest import IngestResult
+from etl.ingest.run import IngestResult
+from etl.ingest.window import add_window_arguments, window_from_arguments
 from etl.load import ledger, too_large
 from etl.load import waiting as waiting_facts
 from etl.load.loader import LoadResult, connect_warehouse, init_warehouse, replay
 from etl.logs import configure_cli_logging
-from etl.metrics import read_local, sink_for, summary
-from etl.monitoring import monitored_ingest, monitored_load, monitored_transform
-from etl.pipeline import run_cycle
-from etl.reconcile import Reconciliation, reconcile
-from etl.status import (
+from etl.ops import doctor
+from etl.ops.cycle import run_cycle
+from etl.ops.freshness import measure
+from etl.ops.metrics import read_local, sink_for, summary
+from etl.ops.monitoring import monitored_ingest, monitored_load, monitored_transform
+from etl.ops.reconcile import Reconciliation, reconcile
+from etl.ops.status import (
     describe_delay,
     ingestion_status,
     load_set_aside_lines,

@@ -12,7 +12,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from etl.errors import ConfigError
-from etl.load.names import IDENTIFIER, WarehouseNames
+from etl.names import IDENTIFIER, WarehouseNames
 from etl.tables import ALL_TABLES, select_tables
 
 MALFORMED = "<a URL that does not parse>"

@@ -5,7 +5,7 @@ Airflow calls it from the task runner when a task finishes, and from the schedul
 executor reports a task it lost. Outcomes: success, retry (failed, another try follows) and
 failed (no try left). The metrics go where the DAG's settings say (`[totesys] metrics_sink`:
 CloudWatch on MWAA, in `[totesys] metrics_namespace`; a JSON lines file locally), under the
-names etl/metrics.py documents (TaskOutcome, TaskSeconds), in the same record format.
+names etl/ops/metrics.py documents (TaskOutcome, TaskSeconds), in the same record format.
 
 Self-contained on purpose: MWAA's scheduler does not have the DAG folder on its path, so
 nothing here imports from it (`totesys_airflow`, or `etl`, which travels inside the DAG
@@ -30,7 +30,7 @@ from airflow.plugins_manager import AirflowPlugin
 log = logging.getLogger(__name__)
 DAG_PREFIX = "totesys_"  # the pipeline's DAGs: totesys_etl, totesys_reconcile
 SETTING_PREFIX = "AIRFLOW__TOTESYS__"  # MWAA's form of the [totesys] options
-DEFAULT_NAMESPACE = "Totesys/Pipeline"  # etl.metrics.NAMESPACE, when none is set
+DEFAULT_NAMESPACE = "Totesys/Pipeline"  # etl.ops.metrics.NAMESPACE, when none is set
 
 
 def outcome_of(state: Any) -> str:
@@ -43,7 +43,7 @@ def _setting(name: str, default: str) -> str:
 
 
 def task_metrics(task_id: str, outcome: str, seconds: float | None) -> list[tuple[str, float, str]]:
-    """(name, value, unit) of one finished try: as etl.metrics.task_outcome records it."""
+    """(name, value, unit) of one finished try: as etl.ops.metrics.task_outcome records it."""
     metrics = [("TaskOutcome", 1.0, "Count")]
     if seconds is not None:
         metrics.append(("TaskSeconds", round(seconds, 3), "Seconds"))

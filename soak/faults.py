@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.local.postgres import EmbeddedPostgres
-from deploy.local.stack import TOTESYS_DATABASE, WAREHOUSE_DATABASE, StackEndpoints
+from devstack.postgres import EmbeddedPostgres
+from devstack.stack import TOTESYS_DATABASE, WAREHOUSE_DATABASE, StackEndpoints
 from etl.tables import ALL_TABLES
 from soak import plan
 from soak.proxy import TcpProxy

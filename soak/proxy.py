@@ -13,7 +13,7 @@ import socket
 import threading
 from collections.abc import Callable
 
-from deploy.local.processes import free_port
+from devstack.processes import free_port
 
 BUFFER = 64 * 1024
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.local.stack import LocalStack, StackEndpoints
+from devstack.stack import LocalStack, StackEndpoints
 from etl import layout
 from etl.config import Settings
 from etl.load.loader import init_warehouse

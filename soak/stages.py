@@ -35,7 +35,7 @@ import psycopg
 
 from etl.config import Settings
 from etl.errors import EtlError, exit_code, one_line
-from etl.ingest import ingest
+from etl.ingest.run import ingest
 from etl.load.loader import load_pending
 from etl.storage import s3_client_from_settings
 from etl.transform.batch import transform_pending

@@ -4,7 +4,7 @@
   source's history implies, computed in SQL (simulator.expectations): dimensions are
   the source's current state; facts are every version that existed when an extract
   succeeded, each exactly once; dim_date is the calendar of the dates those facts use.
-- **`python -m etl doctor` finds nothing** (the same checks, `etl.doctor`, with no age
+- **`python -m etl doctor` finds nothing** (the same checks, `etl.ops.doctor`, with no age
   threshold): every referenced object there with its size and sha256, manifests chained,
   no ingestion batch skipped by transform, the ledger against the processed manifests and
   in batch order, the state objects at the newest batch, no orphan data object or open
@@ -25,9 +25,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from etl import doctor
-from etl.load.names import WarehouseNames
 from etl.load.target import Target
+from etl.names import WarehouseNames
+from etl.ops import doctor
 from etl.storage import ObjectStore
 from etl.warehouse import WAREHOUSE_TABLES
 from simulator.expectations import Row, calendar, current_dimensions
@@ -104,7 +104,7 @@ def compare(table: str, rows: list[Row], expected: set[Row], verdict: Verdict) -
 
 
 def check_invariants(lake: Lake, verdict: Verdict) -> None:
-    """What `python -m etl doctor` checks (one implementation: etl.doctor), with no age
+    """What `python -m etl doctor` checks (one implementation: etl.ops.doctor), with no age
     threshold: after the soak no stage is running, so any debris counts. Then, soak-only,
     nothing may be pending: the final clean cycle transformed and loaded everything."""
     with psycopg.connect(lake.warehouse_url) as conn:

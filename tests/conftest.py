@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from deploy.local.postgres import database_url
-from deploy.local.stack import StackEndpoints, local_stack
+from devstack.postgres import database_url
+from devstack.stack import StackEndpoints, local_stack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def make_database(stack: StackEndpoints) -> Callable[[str], str]:
 # standalones (four Airflow components each, plus tasks) never compete for 2 CPUs with the
 # one-minute schedules and task timeouts these tests wait on; the other worker runs the
 # rest beside them. Each standalone has its own metadata database in its own stack's
-# PostgreSQL (deploy.local.airflow.metadata_database), so none shares metadata.
+# PostgreSQL (devstack.airflow.metadata_database), so none shares metadata.
 STANDALONE_MODULES = frozenset({
     "tests/dags/test_real_scheduler.py",
     "tests/dags/test_concurrent_runs.py",

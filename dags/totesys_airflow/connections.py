@@ -10,8 +10,8 @@ from urllib.parse import quote, urlencode
 from airflow.sdk import Connection
 
 from etl.config import Secret, Settings
-from etl.load.names import WarehouseNames
-from etl.metrics import CloudWatchMetrics, MetricsSink, sink_for
+from etl.names import WarehouseNames
+from etl.ops.metrics import CloudWatchMetrics, MetricsSink, sink_for
 from etl.tables import ALL_TABLES, select_tables
 from totesys_airflow.config import DagConfig
 

@@ -4,7 +4,7 @@ interval, or as the nightly sweep.
 - **incremental** (scheduled and manual runs, as always): the changes since the bookmarks.
 - **backfill** (`DagRun.run_type == "backfill"`, or a finished past run cleared and re-run,
   which ingest recognises because a later batch already covers its interval): a window
-  batch over the run's data interval plus the overlap before it (etl.backfill).
+  batch over the run's data interval plus the overlap before it (etl.ingest.window).
 - **sweep** (the run whose interval ends at `sweep_at` UTC, 02:00 by default): its
   incremental batch, then a window batch over the `sweep_hours` (26) before the interval's end,
   so a change committed later than the overlap reaches the warehouse within a day.
@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from etl.backfill import Window, interval_window, sweep_window
 from etl.config import Settings
-from etl.ingest import IngestResult
+from etl.ingest.run import IngestResult
+from etl.ingest.window import Window, interval_window, sweep_window
 from etl.layout import manifest_key
-from etl.metrics import MetricsSink
-from etl.monitoring import monitored_ingest
+from etl.ops.metrics import MetricsSink
+from etl.ops.monitoring import monitored_ingest
 from totesys_airflow.config import DagConfig
 
 Mode = Literal["incremental", "backfill", "sweep"]

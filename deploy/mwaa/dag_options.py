@@ -21,7 +21,7 @@ from croniter import croniter  # type: ignore[import-untyped]
 
 from deploy.mwaa.config import DeployError
 from etl.errors import ConfigError
-from etl.load.names import IDENTIFIER, WarehouseNames
+from etl.names import IDENTIFIER, WarehouseNames
 
 SECTION = "totesys"
 DAG_CONFIG = Path("dags") / "totesys_airflow" / "config.py"

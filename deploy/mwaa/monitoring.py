@@ -1,7 +1,7 @@
 """Watching the pipeline from outside Airflow: an SNS topic with the alert addresses, a
 CloudWatch dashboard and three alarms, made idempotent like the rest of the deployment.
 
-Two alarms watch the metrics the pipeline itself publishes (etl/metrics.py) in this
+Two alarms watch the metrics the pipeline itself publishes (etl/ops/metrics.py) in this
 environment's own namespace, `Totesys/Pipeline/<prefix>-<env>` (only this environment's
 role may publish there), dimension Environment:
 

@@ -87,7 +87,7 @@ def execution_policy(config: DeployConfig, account: str) -> dict[str, Any]:
         {"Sid": "DescribeLogGroups", "Effect": "Allow", "Action": "logs:DescribeLogGroups",
          "Resource": f"arn:aws:logs:{region}:{account}:log-group:*"},
         # PutMetricData has no resource to scope; its namespace is the condition: MWAA's own
-        # metrics and this environment's namespace of the pipeline's (etl/metrics.py), so no
+        # metrics and this environment's namespace of the pipeline's (etl/ops/metrics.py), so no
         # environment can publish into, and so silence or set off, another's alarms
         {"Sid": "Metrics", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
          "Condition": {"StringEquals": {

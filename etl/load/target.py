@@ -10,7 +10,7 @@ import psycopg
 from psycopg import sql
 
 from etl.errors import SchemaDriftError
-from etl.load.names import WarehouseNames
+from etl.names import WarehouseNames
 from etl.warehouse import FOREIGN_KEYS, WAREHOUSE_TABLES, WarehouseTable, postgres_type
 
 Connection = psycopg.Connection[tuple[Any, ...]]

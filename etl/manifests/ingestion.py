@@ -45,7 +45,7 @@ class IngestionManifest(TypedDict):
     tables: dict[str, IngestionTableEntry]  # every table extracted, with or without rows
     state_after: dict[str, Any]  # the watermark state after this batch (IngestState.to_json)
     # a window batch (a backfill or the nightly sweep): {"since", "until", "kind"}, the
-    # `last_updated` range it re-read on the source's clock (etl.backfill.Window.to_json);
+    # `last_updated` range it re-read on the source's clock (etl.ingest.window.Window.to_json);
     # None for an incremental batch. Absent in manifests written before it existed, which
     # read as None, so format_version stays 1.
     window: NotRequired[dict[str, str] | None]

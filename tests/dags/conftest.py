@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local.airflow import airflow_env, migrate
-from deploy.local.stack import StackEndpoints, local_stack
+from devstack.airflow import airflow_env, migrate
+from devstack.stack import StackEndpoints, local_stack
 from tests.conftest import REPO_ROOT
 
 # Airflow reads its configuration when first imported: point it here before any test does.

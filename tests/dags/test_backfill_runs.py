@@ -11,11 +11,11 @@ import pytest
 from totesys_airflow.config import DagConfig
 from totesys_airflow.intervals import data_interval, is_sweep_end, load_wanted, plan_run
 
-from deploy.local.airflow import airflow_env, dags_test
-from deploy.local.stack import StackEndpoints
+from devstack.airflow import airflow_env, dags_test
+from devstack.stack import StackEndpoints
 from etl.config import Settings
 from etl.load.loader import init_warehouse
-from etl.metrics import read_local
+from etl.ops.metrics import read_local
 from simulator.seed import SeedPlan, seed_totesys
 from tests.etl.load import warehouse_rows
 

@@ -11,9 +11,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from deploy.local.airflow import Standalone
-from deploy.local.processes import wait_until
-from deploy.local.stack import StackEndpoints
+from devstack.airflow import Standalone
+from devstack.processes import wait_until
+from devstack.stack import StackEndpoints
 from etl.config import Settings
 from tests.dags.test_backfill_runs import copies, set_sales_order
 from tests.dags.test_real_scheduler import (  # noqa: F401  (fixtures, used by name)

@@ -18,17 +18,17 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from deploy.local.airflow import (
+from devstack.airflow import (
     DagTestRun,
     airflow_cli,
     airflow_env,
     dags_test,
     metadata_database,
 )
-from deploy.local.postgres import SUPERUSER, database_url
-from deploy.local.stack import WAREHOUSE_DATABASE, StackEndpoints
+from devstack.postgres import SUPERUSER, database_url
+from devstack.stack import WAREHOUSE_DATABASE, StackEndpoints
 from etl.config import Settings
-from etl.ingest import ingest
+from etl.ingest.run import ingest
 from etl.load.loader import init_warehouse
 from etl.storage import ObjectStore
 from etl.transform.batch import transform_pending

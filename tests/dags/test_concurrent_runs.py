@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from deploy.local.airflow import Standalone, airflow_env, dags_test
-from deploy.local.processes import wait_until
-from deploy.local.stack import StackEndpoints
+from devstack.airflow import Standalone, airflow_env, dags_test
+from devstack.processes import wait_until
+from devstack.stack import StackEndpoints
 from etl.config import Settings
 from etl.load.loader import init_warehouse
 from simulator.expectations import current_dimensions, current_fact_versions

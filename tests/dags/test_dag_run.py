@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from deploy.local.airflow import DagTestRun, airflow_env, dags_test
-from deploy.local.stack import StackEndpoints
+from devstack.airflow import DagTestRun, airflow_env, dags_test
+from devstack.stack import StackEndpoints
 from etl.config import Settings
 from etl.load.loader import init_warehouse
 from simulator.expectations import Row, calendar, current_dimensions, current_fact_versions

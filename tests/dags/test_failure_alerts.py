@@ -22,9 +22,9 @@ import pytest
 import requests
 from totesys_airflow.alerts import note_key
 
-from deploy.local.airflow import Standalone, airflow_env, migrate, standalone_settings
-from deploy.local.processes import free_port, wait_until
-from deploy.local.stack import StackEndpoints
+from devstack.airflow import Standalone, airflow_env, migrate, standalone_settings
+from devstack.processes import free_port, wait_until
+from devstack.stack import StackEndpoints
 from etl.config import Settings
 from etl.load.loader import init_warehouse
 from simulator.seed import SeedPlan, seed_totesys

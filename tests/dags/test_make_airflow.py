@@ -1,4 +1,4 @@
-"""`make airflow` as a new user runs it (`python -m deploy.local airflow` on an empty state
+"""`make airflow` as a new user runs it (`python -m devstack airflow` on an empty state
 directory): its first run is green on its first try, the simulator keeps totesys changing,
 nothing emails, and stopping it leaves nothing of Airflow or the simulator running."""
 
@@ -17,8 +17,8 @@ import psutil
 import pytest
 import requests
 
-from deploy.local.processes import free_port, wait_until
-from deploy.local.stack import LocalStack
+from devstack.processes import free_port, wait_until
+from devstack.stack import LocalStack
 from tests.conftest import REPO_ROOT
 from tests.dags.tasks import ETL_TASKS
 
@@ -46,7 +46,7 @@ def make_airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Command]:
         del env[name]  # the command's own defaults
     with output.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "deploy.local", "--state-dir", str(state), "airflow"],
+            [sys.executable, "-m", "devstack", "--state-dir", str(state), "airflow"],
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT,
         )  # fmt: skip
     command = Command(process, output, f"http://127.0.0.1:{port}", LocalStack(state))

@@ -9,11 +9,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from deploy.local.airflow import airflow_env, dags_test
-from deploy.local.stack import StackEndpoints
+from devstack.airflow import airflow_env, dags_test
+from devstack.stack import StackEndpoints
 from etl.config import Settings
 from etl.load.loader import init_warehouse
-from etl.metrics import read_local
+from etl.ops.metrics import read_local
 from simulator.seed import SeedPlan, seed_totesys
 from tests.dags.tasks import ETL_TASKS
 

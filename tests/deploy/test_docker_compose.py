@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO_ROOT / "dags"))
 
 from totesys_airflow.config import DagConfig
 
-from deploy.local.__main__ import _parser as local_parser
+from devstack.__main__ import _parser as local_parser
 from etl.__main__ import _parser as etl_parser
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yaml"
@@ -512,10 +512,10 @@ def test_the_simulator_runs_real_cli_commands_in_order(
     modules = [(words[2], words[3]) for words in commands]
     assert modules == [
         ("etl", "init-warehouse"),  # the warehouse exists before Airflow may load
-        ("deploy.local", "seed"),
-        ("deploy.local", "simulate"),
+        ("devstack", "seed"),
+        ("devstack", "simulate"),
     ]
-    parsers = {"etl": etl_parser(), "deploy.local": local_parser()}
+    parsers = {"etl": etl_parser(), "devstack": local_parser()}
     for words in commands:
         parsers[words[2]].parse_args(words[3:])  # exits (fails the test) on an unknown flag
     follow = local_parser().parse_args(commands[-1][3:])

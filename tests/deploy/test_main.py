@@ -1,4 +1,4 @@
-"""`python -m deploy` is the one entry point for both deployments."""
+"""`python -m deploy` is the deployment's entry point; the local stack is `python -m devstack`."""
 
 from __future__ import annotations
 
@@ -29,4 +29,4 @@ def test_mwaa_without_an_environment_name_is_one_clear_line() -> None:
 
 def test_an_unknown_target_prints_usage() -> None:
     result = _run("elsewhere")
-    assert result.returncode == 2 and "usage: python -m deploy {mwaa,local}" in result.stderr
+    assert result.returncode == 2 and "usage: python -m deploy mwaa" in result.stderr

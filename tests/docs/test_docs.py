@@ -49,7 +49,7 @@ def documented_make_targets() -> list[str]:
 def test_the_pages_document_commands() -> None:
     """The extraction finds what the pages are known to show, so the checks below check."""
     assert ("etl", "ingest") in documented_python_commands()
-    assert ("deploy.local", "airflow") in documented_python_commands()
+    assert ("devstack", "airflow") in documented_python_commands()
     assert {"demo", "test", "airflow", "screenshots"} <= set(documented_make_targets())
 
 

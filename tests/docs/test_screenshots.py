@@ -1,5 +1,5 @@
 """Screenshots of the Airflow UI that README.md and docs/ show, taken in a real headless
-Chromium against `make airflow`'s own command (`python -m deploy.local airflow`): the DAG
+Chromium against `make airflow`'s own command (`python -m devstack airflow`): the DAG
 graph, the grid with a finished run, and the trigger form with the DAG's params.
 
 Each picture is taken only after the page's DOM shows what the picture claims (the DAG id,
@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 import requests
 
-from deploy.local.airflow import rest_api
-from deploy.local.processes import free_port
-from deploy.local.processes import wait_until as wait_for
+from devstack.airflow import rest_api
+from devstack.processes import free_port
+from devstack.processes import wait_until as wait_for
 from tests.conftest import REPO_ROOT
 from tests.dags.tasks import ETL_TASKS
 from tests.docs.browser import Browser
@@ -70,7 +70,7 @@ def wait_until(condition: Any, timeout: float, what: str, log: Path) -> Any:
 
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAirflow]:
-    """`python -m deploy.local airflow` (what `make airflow` runs) in its own state dir and
+    """`python -m devstack airflow` (what `make airflow` runs) in its own state dir and
     port, every run loading (so no freshness alert fails a run while the first interval
     waits for a 15-minute boundary) and one api-server worker; stopped with its whole process group, then the stack."""
     base = tmp_path_factory.mktemp("make-airflow")
@@ -85,7 +85,7 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAirflow]:
         "AIRFLOW__API__WORKERS": "1",
     }
     log = base / "make-airflow.log"
-    command = [sys.executable, "-m", "deploy.local", "--state-dir", str(state)]
+    command = [sys.executable, "-m", "devstack", "--state-dir", str(state)]
     with log.open("wb") as out:
         process = subprocess.Popen(
             [*command, "airflow"],

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from deploy.local.stack import StackEndpoints
+from devstack.stack import StackEndpoints
 from etl.config import Settings
 from simulator.seed import SeedPlan, seed_totesys
 

@@ -13,17 +13,17 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 
-from deploy.local.stack import StackEndpoints
+from devstack.stack import StackEndpoints
 from etl import layout
 from etl.config import Settings
 from etl.errors import DataError
-from etl.freshness import check, set_aside_versions
 from etl.load import waiting
 from etl.load.loader import connect_warehouse, init_warehouse, replay
 from etl.manifests import processed as processed_manifest
-from etl.metrics import NoMetrics
-from etl.monitoring import monitored_freshness
-from etl.pipeline import run_cycle
+from etl.ops.cycle import run_cycle
+from etl.ops.freshness import check, set_aside_versions
+from etl.ops.metrics import NoMetrics
+from etl.ops.monitoring import monitored_freshness
 from etl.storage import ObjectStore
 from etl.transform.batch import open_rejects, transform_pending
 from etl.warehouse import WAREHOUSE_TABLES

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from deploy.local.postgres import HOST
-from deploy.local.stack import StackEndpoints
+from devstack.postgres import HOST
+from devstack.stack import StackEndpoints
 from etl.config import Secret, Settings
 from etl.lease import STAGE_KEYS
 from tests.etl.test_main import env_for, run_etl

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from deploy.local.stack import StackEndpoints
+from devstack.stack import StackEndpoints
 from etl.config import Settings
 from etl.errors import EXIT_LEASE
-from etl.ingest import ingest
+from etl.ingest.run import ingest
 from etl.load.loader import init_warehouse
 from etl.storage import ObjectStore
 from simulator.expectations import Row, calendar, current_dimensions, current_fact_versions

@@ -12,7 +12,7 @@ import pytest
 from etl.config import Settings
 from etl.csv_format import read_extract
 from etl.errors import SchemaDriftError
-from etl.ingest import ingest
+from etl.ingest.run import ingest
 from etl.storage import ObjectStore
 from etl.tables import SOURCE_TABLES
 

@@ -15,10 +15,10 @@ import pyarrow as pa
 import pytest
 from pyarrow import fs
 
-from deploy.local.stack import REGION, StackEndpoints
+from devstack.stack import REGION, StackEndpoints
 from etl.config import Settings
 from etl.load.loader import init_warehouse
-from etl.pipeline import run_cycle
+from etl.ops.cycle import run_cycle
 from etl.warehouse import WAREHOUSE_TABLES
 from simulator.simulate import SimulationPlan, simulate
 from tests.etl.load import warehouse_rows

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from deploy.local.stack import StackEndpoints
+from devstack.stack import StackEndpoints
 from etl.config import Settings
 from etl.errors import EXIT_LEASE, LeaseBusyError
-from etl.ingest import ingest
+from etl.ingest.run import ingest
 from etl.lease import hold
 from etl.storage import ObjectStore
 from tests.conftest import REPO_ROOT

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from deploy.local.stack import StackEndpoints
+from devstack.stack import StackEndpoints
 from etl.config import Settings
 from tests.conftest import REPO_ROOT
 

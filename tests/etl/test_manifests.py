@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from deploy.local.stack import StackEndpoints
+from devstack.stack import StackEndpoints
 from etl import layout
 from etl.config import Settings
 from etl.errors import SchemaDriftError
-from etl.ingest import ingest
+from etl.ingest.run import ingest
 from etl.load.loader import init_warehouse, load_pending
 from etl.manifests import FORMAT_VERSION, ManifestFormatError
 from etl.manifests import ingestion as ingestion_manifest

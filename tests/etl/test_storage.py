@@ -11,8 +11,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from deploy.local.processes import free_port
-from deploy.local.stack import MOTO_CREDENTIALS, StackEndpoints
+from devstack.processes import free_port
+from devstack.stack import MOTO_CREDENTIALS, StackEndpoints
 from etl.config import Settings
 from etl.errors import (
     EXIT_TERMINAL,

@@ -10,7 +10,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from etl.metrics import read_local, summary
+from etl.ops.metrics import read_local, summary
 from tests.conftest import REPO_ROOT
 
 RECORD = """

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from deploy.local.__main__ import main as local_main
+from devstack.__main__ import main as local_main
 from simulator.seed import SeedPlan, seed_totesys
 from simulator.simulate import (
     SimulationPlan,

@@ -7,7 +7,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import EndpointConnectionError
 
-from deploy.local.stack import MOTO_CREDENTIALS, REGION, StackEndpoints
+from devstack.stack import MOTO_CREDENTIALS, REGION, StackEndpoints
 from soak.proxy import TcpProxy
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploy.local.stack import LocalStack
+from devstack.stack import LocalStack
 from soak.plan import DAMAGE_KINDS, FAULT_KINDS, SoakPlan
 from soak.run import run_soak
 

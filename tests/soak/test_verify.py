@@ -12,11 +12,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from deploy.local.stack import StackEndpoints
+from devstack.stack import StackEndpoints
 from etl import layout
 from etl.config import Secret, Settings
 from etl.load.loader import init_warehouse
-from etl.pipeline import run_cycle
+from etl.ops.cycle import run_cycle
 from etl.transform.batch import SNAPSHOT_PREFIX
 from etl.warehouse import WAREHOUSE_TABLES
 from simulator.expectations import Row, current_fact_versions

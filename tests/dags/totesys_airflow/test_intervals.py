@@ -11,17 +11,17 @@ from totesys_airflow.config import DagConfig
 from totesys_airflow.intervals import ingest_for_run, load_wanted, plan_run
 
 from etl.config import Settings
-from etl.ingest import load_state
-from etl.metrics import NoMetrics
+from etl.ingest.run import load_state
+from etl.ops.metrics import NoMetrics
 from etl.storage import ObjectStore
 from simulator.expectations import Row
 from tests.etl.conftest import new_bucket, s3, settings, source_url, warehouse_url  # noqa: F401
-from tests.etl.load.test_loader import assert_warehouse_matches
-from tests.etl.test_backfill import (
+from tests.etl.ingest.test_window import (
     a_late_change_missed,
     transform_and_load,
     versions_in_warehouse,
 )
+from tests.etl.load.test_loader import assert_warehouse_matches
 
 CONFIG = DagConfig()  # every 5 minutes, a 15-minute overlap
 

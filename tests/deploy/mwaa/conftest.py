@@ -18,10 +18,10 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from deploy.local.processes import free_port, spawn, terminate, wait_for_port
-from deploy.local.stack import MOTO_CREDENTIALS, REGION
 from deploy.mwaa.aws import AwsClients
 from deploy.mwaa.cli import main
+from devstack.processes import free_port, spawn, terminate, wait_for_port
+from devstack.stack import MOTO_CREDENTIALS, REGION
 from tests.conftest import REPO_ROOT
 
 SUBNETS = ("subnet-0aaa1111", "subnet-0bbb2222")

@@ -14,9 +14,9 @@ import pytest
 from botocore.exceptions import ClientError
 from psycopg.conninfo import conninfo_to_dict
 
-from deploy.local.stack import MOTO_CREDENTIALS
 from deploy.mwaa.config import DeployConfig
 from deploy.mwaa.environment import airflow_options
+from devstack.stack import MOTO_CREDENTIALS
 from tests.conftest import REPO_ROOT
 from tests.deploy.mwaa.conftest import SECRET_ENV, Deployment, commit, expect_create, not_found
 

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from etl import layout
 from etl.config import Settings
-from etl.ingest import ingest
+from etl.ingest.run import ingest
 from etl.load.loader import init_warehouse, load_pending
 from etl.storage import ObjectStore
 from etl.transform.batch import transform_pending

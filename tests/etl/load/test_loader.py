@@ -15,10 +15,10 @@ import pytest
 
 from etl.config import Secret, Settings
 from etl.errors import EtlError, SchemaDriftError
-from etl.ingest import ingest
+from etl.ingest.run import ingest
 from etl.load.loader import init_warehouse, load_pending
-from etl.load.names import WarehouseNames
-from etl.pipeline import run_cycle
+from etl.names import WarehouseNames
+from etl.ops.cycle import run_cycle
 from etl.storage import ObjectStore
 from etl.transform.batch import transform_pending
 from simulator.expectations import Row, calendar, current_dimensions, current_fact_versions
@@ -134,7 +134,7 @@ def test_a_load_killed_mid_transaction_rolls_back_and_the_rerun_converges(
 
 
 def run_cycle_with_hook(settings: Settings, s3: Any, hook: Callable[[str], None]) -> None:
-    from etl.ingest import ingest
+    from etl.ingest.run import ingest
     from etl.transform.batch import transform_pending
 
     ingest(settings, s3)

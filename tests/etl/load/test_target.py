@@ -11,8 +11,8 @@ import pytest
 from etl.config import Secret, Settings
 from etl.errors import ConfigError, EtlError, SchemaDriftError
 from etl.load.loader import init_warehouse
-from etl.load.names import WarehouseNames
 from etl.load.target import Target
+from etl.names import WarehouseNames
 from tests.conftest import REPO_ROOT
 from tests.simulator.catalog import catalog
 

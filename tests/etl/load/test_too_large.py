@@ -11,12 +11,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from deploy.local.stack import StackEndpoints
+from devstack.stack import StackEndpoints
 from etl.config import Settings
 from etl.errors import DataError
 from etl.load import too_large, waiting
 from etl.load.loader import connect_warehouse, init_warehouse
-from etl.pipeline import run_cycle
+from etl.ops.cycle import run_cycle
 from tests.etl.load.test_loader import source
 from tests.etl.test_main import env_for, run_etl
 

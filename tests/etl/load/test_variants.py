@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 from etl.errors import SchemaDriftError
-from etl.load.names import WarehouseNames
 from etl.load.target import Target
+from etl.names import WarehouseNames
 from tests.conftest import REPO_ROOT
 
 SPEC = REPO_ROOT / "spec"

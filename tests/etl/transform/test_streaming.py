@@ -15,7 +15,7 @@ import pytest
 from etl import layout
 from etl.config import Settings
 from etl.errors import DataError
-from etl.ingest import ingest
+from etl.ingest.run import ingest
 from etl.storage import ObjectStore
 from etl.transform.batch import SNAPSHOT_PREFIX, STATE_KEY, transform_pending
 from etl.transform.versions import VERSION_SCHEMA, emitted_after

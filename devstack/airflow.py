@@ -26,9 +26,9 @@ import psycopg
 import requests
 from psycopg import sql
 
-from deploy.local.postgres import HOST, SUPERUSER, database_url
-from deploy.local.processes import wait_until
-from deploy.local.stack import (
+from devstack.postgres import HOST, SUPERUSER, database_url
+from devstack.processes import wait_until
+from devstack.stack import (
     REGION,
     TOTESYS_DATABASE,
     WAREHOUSE_DATABASE,

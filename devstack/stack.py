@@ -1,6 +1,6 @@
 """Start, find and stop the local stack as one unit.
 
-The same code serves the CLI (`python -m deploy.local up|down|status`), the demo and the
+The same code serves the CLI (`python -m devstack up|down|status`), the demo and the
 test fixtures, so what the tests exercise is what a person runs. State (PostgreSQL data,
 logs, kept emails, pids and ports) lives under one directory; `down` removes nothing but
 the running processes, so data survives a restart.
@@ -21,9 +21,9 @@ from typing import Any
 
 import boto3
 
-from deploy.local.postgres import HOST, EmbeddedPostgres, database_url
-from deploy.local.processes import free_port, is_alive, spawn, terminate, wait_for_port
-from deploy.local.smtp_sink import read_messages
+from devstack.postgres import HOST, EmbeddedPostgres, database_url
+from devstack.processes import free_port, is_alive, spawn, terminate, wait_for_port
+from devstack.smtp_sink import read_messages
 
 TOTESYS_DATABASE = "totesys"
 WAREHOUSE_DATABASE = "warehouse"
@@ -208,7 +208,7 @@ class LocalStack:
         port = self.ports.smtp or free_port()
         log = self.state_dir / "logs" / "smtp.log"
         maildir = self.state_dir / "mail"
-        argv = [sys.executable, "-m", "deploy.local.smtp_sink", "--host", HOST]
+        argv = [sys.executable, "-m", "devstack.smtp_sink", "--host", HOST]
         argv += ["--port", str(port), "--maildir", str(maildir)]
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
         pid = spawn(argv, log, env=env)

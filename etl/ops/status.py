@@ -7,7 +7,7 @@ from datetime import timedelta
 import pyarrow as pa
 
 from etl import layout
-from etl.ingest import load_state
+from etl.ingest.run import load_state
 from etl.manifests import ingestion as ingestion_manifest
 from etl.storage import ObjectStore
 from etl.transform import rejects

@@ -29,20 +29,20 @@ from typing import Any
 import psycopg
 
 from etl import layout
-from etl.backfill import Window
 from etl.config import Settings
 from etl.database import connect
 from etl.errors import ConfigError
-from etl.extract import TableExtract, check_source_columns, extract_table
+from etl.ingest.extract import TableExtract, check_source_columns, extract_table
+from etl.ingest.watermark import Bookmark, IngestState
+from etl.ingest.window import Window
 from etl.lease import Lease, hold
 from etl.logs import log_event
 from etl.manifests import ingestion as ingestion_manifest
 from etl.manifests.ingestion import IngestionManifest
 from etl.storage import ObjectStore
 from etl.tables import ALL_TABLES, SOURCE_TABLES
-from etl.watermark import Bookmark, IngestState
 
-logger = logging.getLogger("etl.ingest")
+logger = logging.getLogger("etl.ingest.run")
 
 # Called with the name of each step as it completes ("table:<name>", "data_written",
 # "manifest_written", "state_written"): progress reporting, and where fault-injection
@@ -167,7 +167,7 @@ def ingest(
     Replaying a batch id that already completed changes nothing and returns its manifest.
 
     With a `window`, the batch holds every row whose last_updated is in it rather than the
-    changes since the bookmarks, and leaves the bookmarks as they are (etl.backfill)."""
+    changes since the bookmarks, and leaves the bookmarks as they are (etl.ingest.window)."""
     settings.require("totesys_db_url", "ingestion_bucket", "warehouse_db_url")
     batch_id = layout.batch_id_for(batch_ts or datetime.now(UTC))
     with hold(settings, "ingest") as lease:

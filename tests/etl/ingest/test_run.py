@@ -17,7 +17,7 @@ from etl import layout
 from etl.config import Secret, Settings
 from etl.csv_format import read_extract
 from etl.errors import ConfigError, SchemaDriftError, SourceUnavailableError
-from etl.ingest import IngestResult, ingest, load_state
+from etl.ingest.run import IngestResult, ingest, load_state
 from etl.storage import ObjectStore
 from etl.tables import ALL_TABLES, SOURCE_TABLES
 from simulator.simulate import SimulationPlan, simulate

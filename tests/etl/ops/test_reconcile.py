@@ -9,8 +9,8 @@ import pytest
 
 from etl.config import Settings
 from etl.load.loader import init_warehouse
-from etl.pipeline import run_cycle
-from etl.reconcile import Reconciliation, reconcile
+from etl.ops.cycle import run_cycle
+from etl.ops.reconcile import Reconciliation, reconcile
 from etl.storage import ObjectStore
 from simulator.simulate import SimulationPlan, simulate
 from tests.etl.test_main import env_for, run_etl

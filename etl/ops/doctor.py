@@ -36,7 +36,7 @@ from psycopg import sql
 from etl import bookkeeping, layout, lease
 from etl.config import SET_ASIDE, Settings
 from etl.errors import DamagedObjectError, EtlError, StorageError
-from etl.ingest import ingest
+from etl.ingest.run import ingest
 from etl.load.loader import connect_warehouse
 from etl.load.target import Target
 from etl.logs import log_event
@@ -62,7 +62,7 @@ from etl.transform.rejects_area import REPORTED_KEY, read_cursor
 from etl.transform.remodel import TransformState
 from etl.warehouse import WAREHOUSE_TABLES
 
-logger = logging.getLogger("etl.doctor")
+logger = logging.getLogger("etl.ops.doctor")
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 M = TypeVar("M", IngestionManifest, ProcessedManifest)

@@ -13,19 +13,20 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from deploy.local.stack import StackEndpoints
-from etl import backfill
-from etl.backfill import Window, interval_window, missed_versions, report_sweep, sweep_window
+from devstack.stack import StackEndpoints
 from etl.config import Settings
 from etl.errors import ConfigError
-from etl.ingest import ingest, load_state
+from etl.ingest import window as backfill
+from etl.ingest.run import ingest, load_state
+from etl.ingest.watermark import IngestState
+from etl.ingest.window import Window, interval_window, sweep_window
 from etl.load.loader import init_warehouse, load_pending
 from etl.manifests import ingestion as ingestion_manifest
-from etl.metrics import JsonLinesMetrics, read_local
-from etl.pipeline import run_cycle
+from etl.ops.cycle import run_cycle
+from etl.ops.metrics import JsonLinesMetrics, read_local
+from etl.ops.sweep import missed_versions, report_sweep
 from etl.storage import ObjectStore
 from etl.transform.batch import transform_pending
-from etl.watermark import IngestState
 from simulator.expectations import Row
 from simulator.simulate import SimulationPlan, simulate
 from tests.etl.load import warehouse_rows

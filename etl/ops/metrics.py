@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from etl.config import Settings
 
-logger = logging.getLogger("etl.metrics")
+logger = logging.getLogger("etl.ops.metrics")
 
 NAMESPACE = "Totesys/Pipeline"
 PUT_BATCH = 20  # metrics per PutMetricData call: the long-standing limit, safe everywhere
@@ -211,7 +211,7 @@ def reconcile_differences(tables: int) -> Metric:
 
 def sweep_missed_versions(versions: int) -> Metric:
     """How many versions the nightly sweep added that the incremental batches had missed
-    (should be 0; see etl.backfill.missed_versions)."""
+    (should be 0; see etl.ops.sweep.missed_versions)."""
     return Metric("SweepMissedVersions", float(versions), "Count", "sweep")
 
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from deploy.local.processes import is_alive
+from devstack.processes import is_alive
 from tests.conftest import REPO_ROOT
 
 
@@ -17,7 +17,7 @@ def test_demo_without_airflow_runs_every_stage_and_stops_the_stack(tmp_path: Pat
         [
             sys.executable,
             "-m",
-            "deploy.demo",
+            "devstack.demo",
             "--scale",
             "0.02",
             "--state-dir",
@@ -49,7 +49,7 @@ def test_demo_without_airflow_runs_every_stage_and_stops_the_stack(tmp_path: Pat
 def test_demo_runs_the_dag_twice_and_finds_the_change(tmp_path: Path) -> None:
     state = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "deploy.demo", "--scale", "0.02", "--state-dir", str(state)],
+        [sys.executable, "-m", "devstack.demo", "--scale", "0.02", "--state-dir", str(state)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

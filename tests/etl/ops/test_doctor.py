@@ -12,12 +12,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from deploy.local.stack import StackEndpoints
-from etl import doctor, layout
+from devstack.stack import StackEndpoints
+from etl import layout
 from etl.config import Settings
-from etl.ingest import ingest
+from etl.ingest.run import ingest
 from etl.load.loader import init_warehouse
-from etl.pipeline import run_cycle
+from etl.ops import doctor
+from etl.ops.cycle import run_cycle
 from etl.storage import ObjectStore
 from etl.transform.batch import SNAPSHOT_PREFIX, output_key, transform_pending
 from etl.transform.batch import STATE_KEY as TRANSFORM_STATE_KEY

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from etl.watermark import Bookmark, IngestState
+from etl.ingest.watermark import Bookmark, IngestState
 
 T0 = datetime(2024, 11, 14, 7, 55, 11, 123000)
 OVERLAP = timedelta(minutes=15)

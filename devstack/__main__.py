@@ -1,4 +1,4 @@
-"""python -m deploy.local up|down|status|seed|simulate|airflow
+"""python -m devstack up|down|status|seed|simulate|airflow
 
 Settings come from flags, else the environment (TOTESYS_LOCAL_DIR, LOCAL_PG_PORT,
 LOCAL_S3_PORT, LOCAL_SMTP_PORT, TOTESYS_DB_URL). `seed` and `simulate` act on
@@ -17,20 +17,20 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deploy.local.processes import ServiceStartError, is_alive
-from deploy.local.stack import LocalStack, StackEndpoints, StackPorts
+from devstack.processes import ServiceStartError, is_alive
+from devstack.stack import LocalStack, StackEndpoints, StackPorts
 from simulator.seed import SeedError, SeedPlan, seed_totesys
 from simulator.simulate import SimulationPlan, follow, simulate
 
 if TYPE_CHECKING:
-    from deploy.local.airflow import Standalone
+    from devstack.airflow import Standalone
 
 DEFAULT_STATE_DIR = Path(".local/stack")
 
 
 def _parser() -> argparse.ArgumentParser:
     env = os.environ
-    parser = argparse.ArgumentParser(prog="python -m deploy.local", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     parser.add_argument(
         "--state-dir",
         type=Path,
@@ -87,8 +87,8 @@ def run_airflow_standalone(stack: LocalStack) -> None:
     simulator (the stack keeps running: `make down`)."""
     import psycopg
 
-    from deploy.local.airflow import Standalone, airflow_env, migrate, standalone_settings
-    from deploy.local.processes import spawn, terminate
+    from devstack.airflow import Standalone, airflow_env, migrate, standalone_settings
+    from devstack.processes import spawn, terminate
     from etl.config import Settings
     from etl.load.loader import init_warehouse
     from simulator.schema import has_tables
@@ -112,7 +112,7 @@ def run_airflow_standalone(stack: LocalStack) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         simulator = spawn(
-            [sys.executable, "-m", "deploy.local", "--state-dir", str(stack.state_dir),
+            [sys.executable, "-m", "devstack", "--state-dir", str(stack.state_dir),
              "simulate", "--follow", *FOLLOW_ARGS],
             logs / "simulator.log",
         )  # fmt: skip

@@ -13,15 +13,15 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from etl import metrics
-from etl.backfill import Window
 from etl.config import Settings
-from etl.freshness import FreshnessCheck, check, set_aside_versions
-from etl.ingest import IngestResult, ingest
+from etl.ingest.run import IngestResult, ingest
+from etl.ingest.window import Window
 from etl.load import ledger
 from etl.load.loader import LoadResult, connect_warehouse, load_pending
-from etl.metrics import MetricsSink, NoMetrics
-from etl.status import pending_load, pending_transform
+from etl.ops import metrics
+from etl.ops.freshness import FreshnessCheck, check, set_aside_versions
+from etl.ops.metrics import MetricsSink, NoMetrics
+from etl.ops.status import pending_load, pending_transform
 from etl.storage import ObjectStore
 from etl.transform.batch import TransformResult, transform_pending
 

@@ -13,10 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from etl.config import Settings
-from etl.ingest import IngestResult
+from etl.ingest.run import IngestResult
 from etl.load.loader import LoadResult
-from etl.metrics import MetricsSink, NoMetrics
-from etl.monitoring import monitored_ingest, monitored_load, monitored_transform
+from etl.ops.metrics import MetricsSink, NoMetrics
+from etl.ops.monitoring import monitored_ingest, monitored_load, monitored_transform
 from etl.transform.batch import TransformResult
 
 

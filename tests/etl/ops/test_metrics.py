@@ -12,14 +12,14 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from deploy.local.processes import free_port
-from deploy.local.stack import REGION, StackEndpoints
-from etl import metrics
+from devstack.processes import free_port
+from devstack.stack import REGION, StackEndpoints
 from etl.config import Settings
 from etl.load.loader import init_warehouse
-from etl.metrics import CloudWatchMetrics, JsonLinesMetrics, Metric, read_local
-from etl.monitoring import monitored_load
-from etl.pipeline import run_cycle
+from etl.ops import metrics
+from etl.ops.cycle import run_cycle
+from etl.ops.metrics import CloudWatchMetrics, JsonLinesMetrics, Metric, read_local
+from etl.ops.monitoring import monitored_load
 from tests.etl.test_main import env_for, run_etl
 
 
@@ -65,7 +65,7 @@ def test_a_cloudwatch_outage_is_logged_and_never_raised(caplog: pytest.LogCaptur
     down = cloudwatch(
         f"http://127.0.0.1:{free_port()}", retries={"max_attempts": 1}, connect_timeout=1
     )
-    with caplog.at_level(logging.WARNING, logger="etl.metrics"):
+    with caplog.at_level(logging.WARNING, logger="etl.ops.metrics"):
         CloudWatchMetrics(down, "test-env").send([metrics.stage_seconds("load", 1.5)])
     assert "metrics not sent to CloudWatch (1 dropped): EndpointConnectionError" in caplog.text
 
@@ -122,7 +122,7 @@ def test_a_metrics_file_that_cannot_be_written_does_not_fail_the_stage(
     blocked = tmp_path / "a-file"
     blocked.write_text("")
     init_warehouse(settings)
-    with caplog.at_level(logging.WARNING, logger="etl.metrics"):
+    with caplog.at_level(logging.WARNING, logger="etl.ops.metrics"):
         cycle = run_cycle(settings, s3, sink=JsonLinesMetrics(blocked / "m.jsonl", "local"))
     assert cycle.loaded and "metrics not written" in caplog.text
 

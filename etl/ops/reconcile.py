@@ -42,6 +42,7 @@ from etl.config import SET_ASIDE, Settings
 from etl.csv_format import COPY_OPTIONS, iter_extract, select_expression
 from etl.database import connect
 from etl.errors import EtlError
+from etl.ingest.watermark import Bookmark, IngestState
 from etl.load import ledger, too_large, waiting
 from etl.load.target import Target
 from etl.manifests import ingestion as ingestion_manifest
@@ -52,7 +53,6 @@ from etl.transform.batch import open_rejects
 from etl.transform.rejects import RejectLog
 from etl.transform.remodel import TransformState, remodel_dimensions
 from etl.warehouse import DIMENSIONS, FACTS, WarehouseTable
-from etl.watermark import Bookmark, IngestState
 
 Connection = Any  # psycopg.Connection[tuple[Any, ...]]
 EXAMPLES = 3  # ids named per differing table

@@ -12,8 +12,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from deploy.local.processes import is_alive
-from deploy.local.stack import LocalStack, StackEndpoints
+from devstack.processes import is_alive
+from devstack.stack import LocalStack, StackEndpoints
 from tests.conftest import REPO_ROOT
 
 
@@ -44,7 +44,7 @@ def test_data_survives_down_and_up(tmp_path: Path) -> None:
 
 def test_cli_up_status_down(tmp_path: Path) -> None:
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "deploy.local", "--state-dir", str(tmp_path / "s"), *args]
+        argv = [sys.executable, "-m", "devstack", "--state-dir", str(tmp_path / "s"), *args]
         return subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
 
     up = cli("up")
