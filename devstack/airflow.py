@@ -35,7 +35,7 @@ from devstack.stack import (
     StackEndpoints,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DAG_ID = "totesys_etl"
 # What the aws_default connection carries for moto, which accepts any keys. Airflow masks a
 # connection's password in every log line, so it must be a string no log line contains by

@@ -210,7 +210,7 @@ class LocalStack:
         maildir = self.state_dir / "mail"
         argv = [sys.executable, "-m", "devstack.smtp_sink", "--host", HOST]
         argv += ["--port", str(port), "--maildir", str(maildir)]
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         pid = spawn(argv, log, env=env)
         wait_for_port("SMTP sink", HOST, port, pid, log, SERVICE_START_TIMEOUT)
         return port, pid

@@ -23,44 +23,25 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.mwaa import airflow_api, requirements_log
-from deploy.mwaa.artifacts import (
-    DAGS_PREFIX,
-    commit_record,
-    dag_artifacts,
-    plugins_zip,
-    requirements,
-    uncommitted_changes,
-    untracked_files,
-)
+from deploy.mwaa.apply import apply
 from deploy.mwaa.aws import (
     AwsClients,
     error_code,
-    expect_bucket_owner,
     keep_request_bodies_out_of_logs,
 )
-from deploy.mwaa.buckets import check_bucket, ensure_bucket, principal_patterns
 from deploy.mwaa.config import (
     DAG_ID,
     DEFAULT_AIRFLOW_VERSION,
     DeployConfig,
     DeployError,
 )
-from deploy.mwaa.dag_options import check_dag_options
 from deploy.mwaa.environment import (
-    ArtifactVersions,
     EnvironmentWaiter,
-    airflow_options,
-    check_network,
     check_owner,
     current_environment,
-    desired_environment,
-    ensure_environment,
 )
-from deploy.mwaa.monitoring import check_dead_man, ensure_monitoring
 from deploy.mwaa.plan import Plan
-from deploy.mwaa.role import current_role, ensure_execution_role
-from deploy.mwaa.secrets import Prompt, plan_connection_secrets
-from deploy.mwaa.sync import sync_dag_folder, sync_versioned_object
+from deploy.mwaa.secrets import Prompt
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,6 +59,16 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default="apply",
         choices=["apply", "status", "trigger", "backfill", "unpause"],
     )
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    _add_naming_arguments(parser, env)
+    _add_environment_arguments(parser, env)
+    _add_alerting_arguments(parser)
+    _add_run_arguments(parser)
+    return parser
+
+
+def _add_naming_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """Which environment, in which region, under which names."""
     parser.add_argument(
         "--env-name", default=env.get("MWAA_ENV_NAME", ""), help="MWAA environment name"
     )
@@ -90,7 +81,17 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="Secrets Manager prefix of the connections (default: airflow/<env-name>/connections)",
     )
     parser.add_argument("--region", default=env.get("AWS_DEFAULT_REGION", "eu-west-2"))
-    parser.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    parser.add_argument(
+        "--break-glass-role",
+        default="",
+        help="IAM role that may read the data buckets besides the pipeline and the deployer "
+        "(default: <prefix>-break-glass)",
+    )
+    parser.add_argument("--project-root", type=Path, default=PROJECT_ROOT, help=argparse.SUPPRESS)
+
+
+def _add_environment_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """The MWAA environment itself: version, size, network, what ships."""
     parser.add_argument("--airflow-version", default=DEFAULT_AIRFLOW_VERSION)
     parser.add_argument("--environment-class", default="mw1.small")
     parser.add_argument("--min-workers", type=int, default=1)
@@ -109,29 +110,9 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "--security-group-ids", type=_csv, default=_csv(env.get("MWAA_SECURITY_GROUP_IDS", ""))
     )
     parser.add_argument(
-        "--break-glass-role",
-        default="",
-        help="IAM role that may read the data buckets besides the pipeline and the deployer "
-        "(default: <prefix>-break-glass)",
-    )
-    parser.add_argument(
         "--allow-dirty",
         action="store_true",
         help="ship tracked files with uncommitted changes (refused otherwise)",
-    )
-    parser.add_argument("--alert-emails", type=_csv, default=DeployConfig("x").alert_emails)
-    parser.add_argument("--alert-from", default=DeployConfig("x").alert_from)
-    parser.add_argument(
-        "--lag-alarm-minutes",
-        type=int,
-        default=DeployConfig("x").lag_alarm_minutes,
-        help="alarm when a source change has waited longer than this to reach the warehouse",
-    )
-    parser.add_argument(
-        "--dead-man-minutes",
-        type=int,
-        default=DeployConfig("x").dead_man_minutes,
-        help="alarm when no load has succeeded (or nothing reported at all) for this long",
     )
     parser.add_argument(
         "--option",
@@ -140,7 +121,29 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         metavar="SECTION.KEY=VALUE",
         help="extra Airflow configuration option, e.g. totesys.ingest_schedule='*/5 * * * *'",
     )
-    parser.add_argument("--project-root", type=Path, default=PROJECT_ROOT, help=argparse.SUPPRESS)
+
+
+def _add_alerting_arguments(parser: argparse.ArgumentParser) -> None:
+    """Who is emailed, and when the alarms fire (defaults: DeployConfig's)."""
+    defaults = DeployConfig("x")
+    parser.add_argument("--alert-emails", type=_csv, default=defaults.alert_emails)
+    parser.add_argument("--alert-from", default=defaults.alert_from)
+    parser.add_argument(
+        "--lag-alarm-minutes",
+        type=int,
+        default=defaults.lag_alarm_minutes,
+        help="alarm when a source change has waited longer than this to reach the warehouse",
+    )
+    parser.add_argument(
+        "--dead-man-minutes",
+        type=int,
+        default=defaults.dead_man_minutes,
+        help="alarm when no load has succeeded (or nothing reported at all) for this long",
+    )
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """What `trigger` and `backfill` ask the DAG to do."""
     trigger = parser.add_argument_group("trigger")
     trigger.add_argument("--full-refresh", action="store_true")
     trigger.add_argument("--force-load", action="store_true")
@@ -167,7 +170,6 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         choices=["none", "failed", "completed"],
         help="intervals that already have a run: skip (none) or re-run them",
     )
-    return parser  # fmt: skip
 
 
 def _instant(text: str) -> datetime:
@@ -224,85 +226,6 @@ def config_from_args(args: argparse.Namespace) -> DeployConfig:
     )
     config.validate()
     return config
-
-
-def apply(
-    config: DeployConfig,
-    clients: AwsClients,
-    env: Mapping[str, str],
-    prompt: Prompt | None,
-    plan: Plan,
-    waiter: EnvironmentWaiter,
-) -> Plan:
-    """Everything is read and checked first (the DAG's options, the artifacts and that they
-    are committed, the network, every connection value, and whose the environment, role,
-    buckets and secrets are), so a bad or missing value, or a resource of another project,
-    stops the run before anything is written."""
-    root = config.project_root
-    caller = clients.sts.get_caller_identity()
-    account = str(caller["Account"])
-    dag_settings = check_dag_options(airflow_options(config, account), root)
-    check_dead_man(config, int(dag_settings.load_every_minutes))
-    dags = dag_artifacts(root)
-    for name in untracked_files(root):
-        plan.say(f"note: {name} is not tracked by git, so it is not shipped")
-    plugins, requirements_txt = plugins_zip(root), requirements(root)
-    dirty = uncommitted_changes(root)
-    if dirty and not config.allow_dirty:
-        raise DeployError(
-            f"{dirty[0]} has uncommitted changes ({len(dirty)} file(s) in all): commit them, "
-            "or pass --allow-dirty to ship the working tree as it is"
-        )
-    for name in dirty:
-        plan.say(f"note: {name} ships with uncommitted changes (--allow-dirty)")
-    record = commit_record(root, bool(dirty))
-    expect_bucket_owner(clients.s3, account)
-    existing = current_environment(clients.mwaa, config.mwaa_name)
-    check_owner(existing, config)
-    check_network(existing, config)
-    role = current_role(clients.iam, config)
-    bucket_exists = {bucket: check_bucket(clients.s3, bucket, config) for bucket in config.buckets}
-    dag_files = {artifact.key.removeprefix(f"{DAGS_PREFIX}/") for artifact in dags}
-    secrets = plan_connection_secrets(
-        clients.secretsmanager, config, env, prompt, plan.dry_run, dag_files
-    )
-    for secret in secrets:
-        if secret.call is None:
-            plan.would(secret.resource, secret.action)
-        else:
-            plan.change(secret.resource, secret.action, secret.call, **secret.kwargs)
-    # the raw extracts hold personal data: only the pipeline, the deployer and break-glass
-    data_readers = [
-        f"arn:aws:iam::{account}:role/{config.role_name}",
-        f"arn:aws:iam::{account}:role/{config.break_glass_role_name}",
-        *principal_patterns(str(caller["Arn"])),
-    ]
-    for bucket in config.buckets:
-        readers = None if bucket == config.source_bucket else data_readers
-        ensure_bucket(clients.s3, bucket, config, plan, bucket_exists[bucket], readers)
-    role_arn = ensure_execution_role(clients.iam, config, account, plan, role)
-    ensure_monitoring(clients.cloudwatch, clients.sns, clients.kms, config, account, plan)
-    sync_dag_folder(clients.s3, config.source_bucket, dags, plan)
-    versions = ArtifactVersions(
-        plugins=sync_versioned_object(clients.s3, config.source_bucket, plugins, plan),
-        requirements=sync_versioned_object(
-            clients.s3, config.source_bucket, requirements_txt, plan
-        ),
-    )
-    sync_versioned_object(clients.s3, config.source_bucket, record, plan)
-    desired = desired_environment(config, role_arn, versions, account)
-    role_is_new = any(
-        c.resource.startswith("iam role") and c.action.startswith("create") for c in plan.changes
-    )
-    settled = ensure_environment(clients.mwaa, existing, desired, plan, waiter, role_is_new)
-    if settled is not None:
-        # MWAA installs requirements.txt on every create and update, and is AVAILABLE even
-        # when pip failed: what pip wrote decides
-        pip_failed, line = requirements_log.describe(clients.logs, settled)
-        if pip_failed:
-            raise DeployError(f"{config.mwaa_name} is AVAILABLE but {line}")
-        plan.say(line)
-    return plan
 
 
 def _ours(config: DeployConfig, clients: AwsClients) -> None:

@@ -77,77 +77,97 @@ def check_dead_man(config: DeployConfig, load_every_minutes: int) -> None:
 
 def alarms(config: DeployConfig, topic_arn: str) -> list[dict[str, Any]]:
     """The three alarms, as put_metric_alarm takes them."""
-    common = {
-        "Namespace": config.metrics_namespace,
+    return [
+        _lag_alarm(config, topic_arn),
+        _dead_man_alarm(config, topic_arn),
+        _scheduler_alarm(config, topic_arn),
+    ]
+
+
+def _common(topic_arn: str) -> dict[str, Any]:
+    """What every alarm shares: one topic for alarm and recovery, one period unless said."""
+    return {
         "ActionsEnabled": True,
         "AlarmActions": [topic_arn],
         "OKActions": [topic_arn],
         "EvaluationPeriods": 1,
         "DatapointsToAlarm": 1,
     }
-    return [
-        {
-            **common,
-            "AlarmName": lag_alarm_name(config),
-            "AlarmDescription": (
-                f"totesys {config.mwaa_name}: a source change has waited more than "
-                f"{config.lag_alarm_minutes} minutes to reach the warehouse "
-                "(docs/operations.md: warehouse lag)"
-            ),
-            "MetricName": "WarehouseLagSeconds",
-            "Dimensions": _dimensions(config, "freshness"),
-            "Statistic": "Maximum",
-            "Period": PERIOD,
-            "Threshold": float(config.lag_alarm_minutes * 60),
-            "ComparisonOperator": "GreaterThanThreshold",
-            # freshness reports nothing while ingest or transform fail: silence must neither
-            # clear the alarm (a false "recovery") nor raise it (the dead man's switch and
-            # the heartbeat alarm cover silence); 2 of 3 periods, so one overrunning run
-            # does not make it flap
-            "EvaluationPeriods": LAG_PERIODS,
-            "DatapointsToAlarm": LAG_DATAPOINTS,
-            "TreatMissingData": "ignore",
-        },
-        {
-            **common,
-            "AlarmName": dead_man_alarm_name(config),
-            "AlarmDescription": (
-                f"totesys {config.mwaa_name}: no successful load for "
-                f"{config.dead_man_minutes} minutes, or nothing reporting at all "
-                "(docs/operations.md: nothing loaded)"
-            ),
-            "MetricName": "LoadSucceeded",
-            "Dimensions": _dimensions(config, "load"),
-            "Statistic": "Sum",
-            "Period": config.dead_man_minutes * 60,
-            "Threshold": 1.0,
-            "ComparisonOperator": "LessThanThreshold",
-            "TreatMissingData": "breaching",
-        },
-        {
-            **common,
-            "AlarmName": scheduler_alarm_name(config),
-            "AlarmDescription": (
-                f"totesys {config.mwaa_name}: the Airflow scheduler sent no heartbeat for "
-                f"{SCHEDULER_PERIODS * PERIOD // 60} minutes; nothing is being scheduled "
-                "(docs/operations.md: scheduler heartbeat)"
-            ),
-            # MWAA's own metric (namespace AmazonMWAA), published by the environment itself
-            "Namespace": MWAA_NAMESPACE,
-            "MetricName": "SchedulerHeartbeat",
-            "Dimensions": [
-                {"Name": "Environment", "Value": config.mwaa_name},
-                {"Name": "Function", "Value": "Scheduler"},
-            ],
-            "Statistic": "Sum",
-            "Period": PERIOD,
-            "EvaluationPeriods": SCHEDULER_PERIODS,
-            "DatapointsToAlarm": SCHEDULER_PERIODS,
-            "Threshold": 1.0,
-            "ComparisonOperator": "LessThanThreshold",
-            "TreatMissingData": "breaching",
-        },
-    ]
+
+
+def _lag_alarm(config: DeployConfig, topic_arn: str) -> dict[str, Any]:
+    """A source change waited longer than the lag limit to reach the warehouse."""
+    return {
+        **_common(topic_arn),
+        "Namespace": config.metrics_namespace,
+        "AlarmName": lag_alarm_name(config),
+        "AlarmDescription": (
+            f"totesys {config.mwaa_name}: a source change has waited more than "
+            f"{config.lag_alarm_minutes} minutes to reach the warehouse "
+            "(docs/operations.md: warehouse lag)"
+        ),
+        "MetricName": "WarehouseLagSeconds",
+        "Dimensions": _dimensions(config, "freshness"),
+        "Statistic": "Maximum",
+        "Period": PERIOD,
+        "Threshold": float(config.lag_alarm_minutes * 60),
+        "ComparisonOperator": "GreaterThanThreshold",
+        # freshness reports nothing while ingest or transform fail: silence must neither
+        # clear the alarm (a false "recovery") nor raise it (the dead man's switch and
+        # the heartbeat alarm cover silence); 2 of 3 periods, so one overrunning run
+        # does not make it flap
+        "EvaluationPeriods": LAG_PERIODS,
+        "DatapointsToAlarm": LAG_DATAPOINTS,
+        "TreatMissingData": "ignore",
+    }
+
+
+def _dead_man_alarm(config: DeployConfig, topic_arn: str) -> dict[str, Any]:
+    """No load succeeded for the dead-man period, or nothing reported at all."""
+    return {
+        **_common(topic_arn),
+        "Namespace": config.metrics_namespace,
+        "AlarmName": dead_man_alarm_name(config),
+        "AlarmDescription": (
+            f"totesys {config.mwaa_name}: no successful load for "
+            f"{config.dead_man_minutes} minutes, or nothing reporting at all "
+            "(docs/operations.md: nothing loaded)"
+        ),
+        "MetricName": "LoadSucceeded",
+        "Dimensions": _dimensions(config, "load"),
+        "Statistic": "Sum",
+        "Period": config.dead_man_minutes * 60,
+        "Threshold": 1.0,
+        "ComparisonOperator": "LessThanThreshold",
+        "TreatMissingData": "breaching",
+    }
+
+
+def _scheduler_alarm(config: DeployConfig, topic_arn: str) -> dict[str, Any]:
+    """MWAA's scheduler stopped sending heartbeats: nothing is being scheduled."""
+    return {
+        **_common(topic_arn),
+        "AlarmName": scheduler_alarm_name(config),
+        "AlarmDescription": (
+            f"totesys {config.mwaa_name}: the Airflow scheduler sent no heartbeat for "
+            f"{SCHEDULER_PERIODS * PERIOD // 60} minutes; nothing is being scheduled "
+            "(docs/operations.md: scheduler heartbeat)"
+        ),
+        # MWAA's own metric (namespace AmazonMWAA), published by the environment itself
+        "Namespace": MWAA_NAMESPACE,
+        "MetricName": "SchedulerHeartbeat",
+        "Dimensions": [
+            {"Name": "Environment", "Value": config.mwaa_name},
+            {"Name": "Function", "Value": "Scheduler"},
+        ],
+        "Statistic": "Sum",
+        "Period": PERIOD,
+        "EvaluationPeriods": SCHEDULER_PERIODS,
+        "DatapointsToAlarm": SCHEDULER_PERIODS,
+        "Threshold": 1.0,
+        "ComparisonOperator": "LessThanThreshold",
+        "TreatMissingData": "breaching",
+    }
 
 
 def _metric(config: DeployConfig, name: str, stage: str, **more: str) -> list[Any]:

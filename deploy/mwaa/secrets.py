@@ -212,22 +212,14 @@ def _stored(secretsmanager: Any, name: str, owner: Mapping[str, str]) -> dict[st
             return None
         raise
     tags = {tag.get("Key"): tag.get("Value") for tag in described.get("Tags", [])}
-    project, environment = owner[PROJECT_TAG], owner[ENVIRONMENT_TAG]
-    if tags.get(PROJECT_TAG) != project:
-        found = tags.get(PROJECT_TAG)
-        whose = f"project {found!r}" if found else f"no project (no {PROJECT_TAG} tag)"
-        raise DeployError(
-            f"secret {name} belongs to {whose}, not {project!r}: give each project its own "
-            f"--secrets-prefix, or tag the secret {PROJECT_TAG}={project} if it is this project's"
-        )
-    if tags.get(ENVIRONMENT_TAG) != environment:
-        found = tags.get(ENVIRONMENT_TAG)
-        whose = f"environment {found!r}" if found else f"no environment (no {ENVIRONMENT_TAG} tag)"
-        raise DeployError(
-            f"secret {name} belongs to {whose}, not {environment!r}: give each environment its "
-            f"own --secrets-prefix, or tag the secret {ENVIRONMENT_TAG}={environment} if it is "
-            "this environment's"
-        )
+    for tag, kind in ((PROJECT_TAG, "project"), (ENVIRONMENT_TAG, "environment")):
+        wanted, found = owner[tag], tags.get(tag)
+        if found != wanted:
+            whose = f"{kind} {found!r}" if found else f"no {kind} (no {tag} tag)"
+            raise DeployError(
+                f"secret {name} belongs to {whose}, not {wanted!r}: give each {kind} its own "
+                f"--secrets-prefix, or tag the secret {tag}={wanted} if it is this {kind}'s"
+            )
     try:
         text = secretsmanager.get_secret_value(SecretId=name).get("SecretString", "")
     except ClientError as error:

@@ -180,7 +180,7 @@ def test_a_changed_dag_uploads_only_that_file_and_does_not_update_the_environmen
     dag = deployment.project / "dags" / "totesys_etl.py"
     dag.write_text(dag.read_text() + "\n# a comment\n")
     commit(deployment.project, "a comment in the DAG")
-    before = deployment.versions("dags/etl/ingest.py")
+    before = deployment.versions("dags/etl/ingest/run.py")
     deployment.stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
 
     assert deployment.run() == 0
@@ -191,18 +191,20 @@ def test_a_changed_dag_uploads_only_that_file_and_does_not_update_the_environmen
     ]
     assert set(deployment.sent) == {"GetEnvironment"}  # no update_environment
     assert len(deployment.versions("dags/totesys_etl.py")) == 2
-    assert deployment.versions("dags/etl/ingest.py") == before
+    assert deployment.versions("dags/etl/ingest/run.py") == before
 
 
 def test_a_removed_etl_module_is_deleted_from_the_dag_folder(deployment: Deployment) -> None:
     created = first_apply(deployment)
-    (deployment.project / "etl" / "status.py").unlink()
+    (deployment.project / "etl" / "ops" / "status.py").unlink()
     commit(deployment.project, "status.py removed")
     deployment.stub.add_response("get_environment", as_get_environment(created, "AVAILABLE"))
 
     assert deployment.run() == 0
     with pytest.raises(ClientError):
-        deployment.clients.s3.head_object(Bucket=deployment.source_bucket, Key="dags/etl/status.py")
+        deployment.clients.s3.head_object(
+            Bucket=deployment.source_bucket, Key="dags/etl/ops/status.py"
+        )
 
 
 def test_changed_requirements_pass_their_new_version_to_update_environment(

@@ -66,12 +66,12 @@ def test_only_tracked_files_are_shipped_and_untracked_ones_are_named(project: Pa
     (project / "etl" / ".env").write_text("TOTESYS_DB_URL=postgresql://u:s3cret@h/db\n")
     (project / "dags" / ".totesys_etl.py.swp").write_bytes(b"b0VIM 9.0")
     (project / "dags" / "stale_dag.py").write_text("# an old DAG nobody tracks\n")
-    (project / "etl" / "status.py").unlink()  # a deletion not yet committed
+    (project / "etl" / "ops" / "status.py").unlink()  # a deletion not yet committed
 
     keys = {artifact.key for artifact in dag_artifacts(project)}
     assert "dags/totesys_etl.py" in keys and "dags/etl/config.py" in keys
     for name in ("dags/etl/.env", "dags/.totesys_etl.py.swp", "dags/stale_dag.py",
-                 "dags/totesys_airflow/retired.py", "dags/etl/status.py"):  # fmt: skip
+                 "dags/totesys_airflow/retired.py", "dags/etl/ops/status.py"):  # fmt: skip
         assert name not in keys
     assert untracked_files(project) == [
         "dags/stale_dag.py",
