@@ -71,7 +71,7 @@ $(COMPAT_STAMP): requirements/airflow-3.3.1.txt constraints/mwaa-airflow-3.3.1-c
 COMPAT_ETL_TESTS := tests/etl/ingest/test_run.py tests/etl/transform/test_batch.py tests/etl/load/test_loader.py tests/etl/test_lake_pandas.py
 
 compat: $(COMPAT_STAMP) ## The DAG, plugin and etl end-to-end tests on Airflow 3.3.1 (MWAA's newest) in a second venv
-	$(COMPAT)/bin/python -m pytest -p no:cacheprovider -m "not slow" tests/dags $(COMPAT_ETL_TESTS)
+	$(COMPAT)/bin/python -m pytest -p no:cacheprovider -m "not slow" -n $(WORKERS) --dist loadgroup tests/dags $(COMPAT_ETL_TESTS)
 
 up: install ## Start the local stack (PostgreSQL, moto S3, SMTP sink) and print its settings
 	$(PY) -m devstack up
