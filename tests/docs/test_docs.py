@@ -135,3 +135,37 @@ def test_no_tracked_file_refers_outside_the_repository() -> None:
         and outside.encode() in (REPO_ROOT / name.decode()).read_bytes()
     ]
     assert offenders == []
+
+
+REPO_PATH = re.compile(
+    r"(?<![\w/.-])((?:etl|dags|deploy|devstack|plugins|tests|simulator|soak|benchmarks|spec)"
+    r"/[\w/.-]*\w\.(?:py|sql|md|json))(?:::(\w+))?"
+)
+
+
+def documented_paths() -> list[tuple[str, str, str | None]]:
+    """(page, path, test name) for every repository file a page names in code."""
+    return sorted(
+        {
+            (page.name, match.group(1), match.group(2))
+            for page in PAGES
+            for match in REPO_PATH.finditer(code_of(page))
+        },
+        key=lambda found: (found[0], found[1], found[2] or ""),
+    )
+
+
+def test_the_pages_name_files() -> None:
+    assert len(documented_paths()) > 50
+
+
+@pytest.mark.parametrize(("page", "path", "test"), documented_paths())
+def test_each_named_file_and_test_exists(page: str, path: str, test: str | None) -> None:
+    """A page that names `etl/x.py` or `tests/y.py::test_z` names something that is there,
+    so a moved module or a renamed test cannot leave a page pointing at nothing."""
+    target = REPO_ROOT / path
+    assert target.is_file(), f"{page} names {path}, which does not exist"
+    if test is not None:
+        assert re.search(rf"^(?:async )?def {test}\(", target.read_text(), re.M), (
+            f"{page} names {path}::{test}, which is not a test in it"
+        )
