@@ -90,8 +90,8 @@ simulate: install ## Advance the totesys clock (DAYS=1)
 
 # the benchmark's own default scale (make bench SCALE=N still wins)
 bench: SCALE = 10
-bench: install ## Speed and memory of every stage against raw-COPY limits (SCALE=10)
-	$(PY) -m benchmarks.run --scale $(SCALE)
+bench: install ## Speed and memory of every stage against raw-COPY limits (SCALE=10; COMPARE=<git ref> measures that code too)
+	$(PY) -m benchmarks.run --scale $(SCALE) $(if $(COMPARE),--compare-with $(COMPARE))
 
 soak: install ## Reliability soak: CYCLES cycles with injected faults, then nothing lost or duplicated (CYCLES=50 SEED=1)
 	$(PY) -m soak --cycles $(CYCLES) --seed $(SEED)

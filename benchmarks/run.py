@@ -7,24 +7,30 @@ On a fresh local stack: seed totesys at the scale, then measure in one run
   (load limit);
 - the full first cycle, stage by stage (each stage a `python -m etl` process, so its peak
   RSS is its own): wall seconds, rows/s, peak RSS;
-- an incremental cycle after one simulated day, and after a burst of 100 changed rows;
+- an incremental cycle after one simulated day, after a burst of 100 changed rows, and a
+  cycle with no change at all (the fixed cost of a run: connections, leases, listings);
 - ratios of each stage and of the whole cycle to its limit;
 - `python -m etl reconcile` on the final warehouse, against the extract limit (its cost on
   the source is at most one scan of each table).
 
-Results go to benchmarks/results/ as JSON and a markdown table. Timings are measured, never
+`--compare-with REF` measures the code at git REF the same way first, on a stack of its own,
+in the same run (same machine, same minute), and the markdown gives both side by side: the
+way to show a change costs no speed. Results go to benchmarks/results/ as JSON and a
+markdown table. Timings are measured, never
 asserted: the tests only check that this runs and writes well-formed results.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Mapping
@@ -48,6 +54,7 @@ from simulator.simulate import SimulationPlan, simulate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "benchmarks" / "results"
+RUNS = ("first_cycle", "incremental_one_day", "burst_100_rows", "no_change")
 
 
 @dataclass(frozen=True)
@@ -58,11 +65,12 @@ class StageRun:
     output: str
 
 
-def run_stage(stage: str, env: Mapping[str, str]) -> StageRun:
-    """`python -m etl <stage>` in its own process; wall time and that process's peak RSS."""
+def run_stage(stage: str, env: Mapping[str, str], code: Path = REPO_ROOT) -> StageRun:
+    """`python -m etl <stage>` of the code at `code`, in its own process; wall time and that
+    process's peak RSS."""
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "etl", stage], cwd=REPO_ROOT, env=dict(env),
+        [sys.executable, "-m", "etl", stage], cwd=code, env={**env, "PYTHONPATH": str(code)},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     assert process.stdout is not None
@@ -76,8 +84,8 @@ def run_stage(stage: str, env: Mapping[str, str]) -> StageRun:
     return StageRun(stage, seconds, usage.ru_maxrss / 1024, output)
 
 
-def cycle(env: Mapping[str, str]) -> list[StageRun]:
-    return [run_stage(stage, env) for stage in ("ingest", "transform", "load")]
+def cycle(env: Mapping[str, str], code: Path) -> list[StageRun]:
+    return [run_stage(stage, env, code) for stage in ("ingest", "transform", "load")]
 
 
 def extract_limit(url: str) -> tuple[float, int]:
@@ -140,9 +148,9 @@ def extracted_rows(stage: StageRun) -> int:
     return int(first.rsplit(" ", 1)[-1]) if ": " in first else 0
 
 
-def benchmark(scale: float, state_dir: Path) -> dict[str, Any]:
+def benchmark(scale: float, state_dir: Path, code: Path = REPO_ROOT) -> dict[str, Any]:
     with local_stack(state_dir) as endpoints:
-        env = {**os.environ, **endpoints.as_env(), "PYTHONPATH": str(REPO_ROOT)}
+        env = {**os.environ, **endpoints.as_env()}
         settings = Settings.from_env(endpoints.as_env())
         seeded = time.perf_counter()
         counts = seed_totesys(endpoints.totesys_db_url, SeedPlan(scale=scale))
@@ -150,12 +158,13 @@ def benchmark(scale: float, state_dir: Path) -> dict[str, Any]:
         init_warehouse(settings)
 
         limit_extract, source_rows = extract_limit(endpoints.totesys_db_url)
-        first = cycle(env)
+        first = cycle(env, code)
         simulate(endpoints.totesys_db_url, SimulationPlan(days=1))
-        one_day = cycle(env)
+        one_day = cycle(env, code)
         burst(endpoints.totesys_db_url)
-        hundred = cycle(env)
-        reconciled = run_stage("reconcile", env)
+        hundred = cycle(env, code)
+        quiet = cycle(env, code)
+        reconciled = run_stage("reconcile", env, code)
         # last: a stage forked after it would count this process's pages in its peak RSS
         copy_url = _new_database(endpoints, "warehouse_copy")
         limit_load, warehouse_rows = load_limit(settings, copy_url)
@@ -182,6 +191,8 @@ def benchmark(scale: float, state_dir: Path) -> dict[str, Any]:
                                 "seconds": round(sum(s.seconds for s in one_day), 3)},
         "burst_100_rows": {"stages": [_stage(s, extracted_rows(hundred[0])) for s in hundred],
                            "seconds": round(sum(s.seconds for s in hundred), 3)},
+        "no_change": {"stages": [_stage(s, 0) for s in quiet],
+                      "seconds": round(sum(s.seconds for s in quiet), 3)},
         "reconcile": {**_stage(reconciled, source_rows),
                       "ratio_to_extract_limit": round(reconciled.seconds / limit_extract, 2)},
     }  # fmt: skip
@@ -213,7 +224,7 @@ def markdown(result: dict[str, Any]) -> str:
         "| run | stage | seconds | rows | rows/s | peak RSS MB |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
-    for run in ("first_cycle", "incremental_one_day", "burst_100_rows"):
+    for run in (run for run in RUNS if run in result):
         for s in result[run]["stages"]:
             lines.append(f"| {run} | {s['stage']} | {s['seconds']:.2f} | {s['rows']:,} | "
                          f"{s['rows_per_second'] or 0:,} | {s['peak_rss_mb']:.0f} |")  # fmt: skip
@@ -231,16 +242,58 @@ def markdown(result: dict[str, Any]) -> str:
             f"Reconcile (`python -m etl reconcile`, every table): {check['seconds']:.2f}s, peak RSS "
             f"{check['peak_rss_mb']:.0f} MB, {check['ratio_to_extract_limit']}x the extract limit."
         )
+    if "baseline" in result:
+        lines += ["", *_comparison(result, result["baseline"])]
     return "\n".join(lines) + "\n"
+
+
+def _comparison(result: dict[str, Any], baseline: dict[str, Any]) -> list[str]:
+    """This code against the code at the baseline's ref, measured in the same run."""
+    lines = [
+        f"Against `{baseline['ref']}` ({baseline['commit']}), measured in the same run just before"
+        " on a stack of its own:",
+        "",
+        f"| run | this code s | {baseline['commit']} s | change |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for run in (run for run in RUNS if run in result and run in baseline["result"]):
+        now, before = result[run]["seconds"], baseline["result"][run]["seconds"]
+        lines.append(f"| {run} | {now:.2f} | {before:.2f} | {now / before - 1:+.0%} |")
+    ratio, ratio_before = (
+        r["first_cycle"]["ratio_to_limits"] for r in (result, baseline["result"])
+    )
+    lines.append(f"| first cycle / limits | {ratio}x | {ratio_before}x | |")
+    return lines
+
+
+def code_at(ref: str, into: Path) -> tuple[Path, str]:
+    """The tracked files of git `ref`, extracted into `into`, and the ref's short commit."""
+    commit = subprocess.run(["git", "rev-parse", "--short", f"{ref}^{{commit}}"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    archive = subprocess.run(["git", "archive", "--format=tar", commit], cwd=REPO_ROOT,
+                             capture_output=True, check=True).stdout  # fmt: skip
+    into.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into, commit
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("--scale", type=float, default=10.0)
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--compare-with", metavar="REF", default="",
+                        help="also measure the code at this git ref, first, in the same run")  # fmt: skip
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-") as state:
+        baseline = None
+        if args.compare_with:
+            code, commit = code_at(args.compare_with, Path(state) / "baseline-code")
+            before = benchmark(args.scale, Path(state) / "baseline-stack", code)
+            baseline = {"ref": args.compare_with, "commit": commit, "result": before}
         result = benchmark(args.scale, Path(state) / "stack")
+    if baseline is not None:
+        result["baseline"] = baseline
     args.results.mkdir(parents=True, exist_ok=True)
     stem = f"scale-{args.scale:g}"
     (args.results / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
