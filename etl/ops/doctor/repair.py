@@ -89,9 +89,9 @@ class _Repairing:
     rederived: bool = False
 
     def store(self, bucket: str) -> ObjectStore:
-        return {self.ingestion.bucket: self.ingestion, self.processed.bucket: self.processed}[
-            bucket
-        ]
+        """The store of an action's bucket: one of the two."""
+        stores = {self.ingestion.bucket: self.ingestion, self.processed.bucket: self.processed}
+        return stores[bucket]
 
 
 def repair(
