@@ -1,117 +1,18 @@
-"""`python -m etl doctor [--repair]` against the real services: each invariant is broken by
-hand, doctor must name it and exit 1; repair fixes the safe ones (and only those), and a
-later `python -m etl run` succeeds."""
+"""`python -m etl doctor --repair` against the real services: each invariant is broken by
+hand, doctor names it, repair fixes the safe ones (and only those), and a later
+`python -m etl run` succeeds."""
 
 from __future__ import annotations
 
-import subprocess
-from datetime import UTC, datetime, timedelta
-from typing import Any
-
 import psycopg
 import pytest
-from psycopg import sql
 
-from devstack.stack import StackEndpoints
 from etl import layout
-from etl.config import Settings
 from etl.ingest.run import ingest
-from etl.load.loader import init_warehouse
-from etl.ops import doctor
-from etl.ops.cycle import run_cycle
-from etl.storage import ObjectStore
 from etl.transform.batch import SNAPSHOT_PREFIX, output_key, transform_pending
 from etl.transform.batch import STATE_KEY as TRANSFORM_STATE_KEY
-from etl.warehouse import WAREHOUSE_TABLES
-from simulator.expectations import Row, current_fact_versions
-from simulator.simulate import SimulationPlan, simulate
-from soak.verify import Lake, Verdict, check_warehouse
-from tests.etl.test_main import env_for, run_etl
-
-LATER = "20990101T000000000000Z"  # a batch id after any the tests make
-
-
-class Pipeline:
-    """Two clean cycles on a fresh source, warehouse and pair of buckets."""
-
-    def __init__(self, stack: StackEndpoints, settings: Settings, s3: Any) -> None:
-        self.settings, self.s3 = settings, s3
-        self.env = env_for(stack, settings)
-        self.ingestion = ObjectStore(s3, settings.ingestion_bucket)
-        self.processed = ObjectStore(s3, settings.processed_bucket)
-        init_warehouse(settings)
-        self.facts: dict[str, set[Row]] = {}
-        self.first = run_cycle(settings, s3).ingested.batch_id
-        self.expect_current()
-        self.day()
-        self.second = run_cycle(settings, s3).ingested.batch_id
-        self.expect_current()
-
-    @property
-    def source(self) -> str:
-        return self.settings.totesys_db_url.reveal()  # type: ignore[union-attr]
-
-    @property
-    def warehouse(self) -> str:
-        return self.settings.warehouse_db_url.reveal()  # type: ignore[union-attr]
-
-    def day(self) -> None:
-        simulate(self.source, SimulationPlan(days=1, seed=5))
-
-    def doctor(self, *args: str, min_age: str = "0") -> subprocess.CompletedProcess[str]:
-        return run_etl({**self.env, "DOCTOR_MIN_AGE_SECONDS": min_age}, "doctor", *args)
-
-    def files(self, store: ObjectStore, batch: str) -> list[str]:
-        manifest = store.get_json(layout.manifest_key(batch)) or {}
-        return sorted(e["file"] for e in manifest["tables"].values() if e["file"])
-
-    def sql(self, statement: sql.Composable | str, *params: Any) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.warehouse) as conn:
-            cursor = conn.execute(statement, params)  # type: ignore[arg-type]
-            return cursor.fetchall() if cursor.description else []
-
-    def counts(self) -> dict[str, int]:
-        return {
-            t: self.sql(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t)))[0][0]
-            for t in WAREHOUSE_TABLES
-        }
-
-    def expect_current(self) -> None:
-        """A batch has seen the source as it is now: its fact versions are expected."""
-        for table, versions in current_fact_versions(self.source).items():
-            self.facts.setdefault(table, set()).update(versions)
-
-    def warehouse_is_expected(self) -> None:
-        """Row for row what the source's history implies (the soak's own comparison)."""
-        verdict = Verdict()
-        lake = Lake(
-            self.source,
-            self.warehouse,
-            self.s3,
-            self.settings.ingestion_bucket,
-            self.settings.processed_bucket,
-        )
-        check_warehouse(lake, self.facts, verdict)
-        assert verdict.mismatches == 0, verdict.findings
-
-
-@pytest.fixture
-def pipeline(stack: StackEndpoints, settings: Settings, s3: Any) -> Pipeline:
-    return Pipeline(stack, settings, s3)
-
-
-def test_a_healthy_pipeline_passes_with_pending_work(pipeline: Pipeline) -> None:
-    pipeline.day()
-    pending = ingest(pipeline.settings, pipeline.s3).batch_id
-
-    result = pipeline.doctor()
-
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.splitlines() == [
-        "doctor: healthy: 3 ingestion batch(es) (1 pending transform), 2 processed"
-        " (0 pending load), 2 loaded"
-    ]
-    assert pending > pipeline.second
+from tests.etl.ops.doctor.pipeline import LATER, Pipeline
+from tests.etl.test_main import run_etl
 
 
 @pytest.mark.parametrize("damage", ["deleted", "edited"])
@@ -258,88 +159,6 @@ def test_transform_state_is_pointed_or_rebuilt(pipeline: Pipeline) -> None:
     pipeline.warehouse_is_expected()
 
 
-def test_what_is_not_safe_to_repair_is_named_and_left_alone(pipeline: Pipeline) -> None:
-    ingestion, processed = pipeline.ingestion, pipeline.processed
-    # a warehouse without the version index, where a faulty load repeated a version
-    columns = sql.SQL(", ").join(map(sql.Identifier, WAREHOUSE_TABLES["fact_payment"].columns))
-    pipeline.sql("DROP INDEX fact_payment_version_key")
-    pipeline.sql(sql.SQL(
-        "INSERT INTO fact_payment ({cols}) SELECT {cols} FROM fact_payment"
-        " WHERE payment_record_id = (SELECT min(payment_record_id) FROM fact_payment)"
-    ).format(cols=columns))  # fmt: skip
-    # the older batch loaded after the newer one
-    pipeline.sql(
-        "UPDATE etl.load_ledger SET loaded_at = now() + interval '1 hour' WHERE batch_id = %s",
-        pipeline.first,
-    )
-    # an ingestion manifest older than the newest processed batch that nobody transformed,
-    # which also breaks the chain of the one after it
-    first_ts, second_ts = layout.batch_ts_of(pipeline.first), layout.batch_ts_of(pipeline.second)
-    early = layout.batch_id_for(first_ts + (second_ts - first_ts) / 2)  # both may share a second
-    assert pipeline.first < early < pipeline.second
-    manifest = ingestion.get_json(layout.manifest_key(pipeline.second)) or {}
-    ingestion.put_json(layout.manifest_key(early), {**manifest, "batch_id": early, "tables": {}})
-    before = pipeline.counts()
-
-    found = pipeline.doctor()
-    repaired = pipeline.doctor("--repair")
-
-    lines = found.stdout.splitlines()
-    assert found.returncode == 1
-    assert (
-        f"chain: ingestion manifest {pipeline.second} follows {pipeline.first}, not {early};"
-        in found.stdout
-    )
-    assert (
-        f"transform-gap: 1 ingestion batch(es) older than the newest processed batch"
-        f" {pipeline.second} were never transformed: {early};" in found.stdout
-    )
-    assert "ledger: the ledger was not written in batch order;" in found.stdout
-    assert (
-        "warehouse-keys: fact_payment: 1 row(s) repeat a (payment_id, last_updated_date,"
-        " last_updated_time) already present;" in found.stdout
-    )
-    assert lines[-1] == "doctor: 4 broken invariant(s)", found.stdout
-    assert repaired.returncode == 1
-    assert "repair plan: nothing safe" in repaired.stdout
-    assert repaired.stdout.splitlines()[-1] == "doctor: 4 broken invariant(s)"
-    assert pipeline.counts() == before  # never a warehouse row deleted
-    assert not list(processed.keys("_quarantine/"))
-
-
-def test_a_ledger_row_without_its_batch_and_a_skipped_batch_are_named(pipeline: Pipeline) -> None:
-    pipeline.sql("DELETE FROM etl.load_ledger WHERE batch_id = %s", pipeline.first)
-    pipeline.sql(
-        "INSERT INTO etl.load_ledger (batch_id, seconds, tables) VALUES (%s, 0, '{}')", LATER
-    )
-
-    found = pipeline.doctor()
-
-    assert found.returncode == 1
-    assert (
-        f"ledger: loaded batch {LATER} has no processed manifest and no ingestion batch;"
-        " the record of a loaded batch is gone; restore its ingestion manifest" in found.stdout
-    )
-    assert (
-        f"ledger: 1 processed batch(es) older than the newest loaded batch {LATER} were never"
-        f" loaded: {pipeline.first};" in found.stdout
-    )
-
-
-def test_a_manifest_of_an_unknown_version_is_named(pipeline: Pipeline) -> None:
-    key = layout.manifest_key(pipeline.second)
-    manifest = pipeline.processed.get_json(key) or {}
-    pipeline.processed.put_json(key, {**manifest, "format_version": 7})
-
-    found = pipeline.doctor()
-
-    assert found.returncode == 1
-    assert (
-        f"manifest-unreadable: s3://{pipeline.processed.bucket}/{key}: processed manifest"
-        " format_version 7 is not understood (this code reads version(s) 1);" in found.stdout
-    )
-
-
 def test_the_ingest_state_behind_or_ahead_of_the_manifests_is_rewritten(
     pipeline: Pipeline,
 ) -> None:
@@ -376,60 +195,6 @@ def test_the_ingest_state_behind_or_ahead_of_the_manifests_is_rewritten(
     assert run.returncode == 0, run.stderr
     assert pipeline.doctor().returncode == 0
     pipeline.warehouse_is_expected()
-
-
-def test_a_new_lake_is_healthy_once_the_warehouse_exists(
-    stack: StackEndpoints, settings: Settings
-) -> None:
-    env = {**env_for(stack, settings), "DOCTOR_MIN_AGE_SECONDS": "0"}
-
-    before = run_etl(env, "doctor")
-    init_warehouse(settings)
-    after = run_etl(env, "doctor")
-    negative = run_etl({**env, "DOCTOR_MIN_AGE_SECONDS": "-1"}, "doctor")
-
-    assert before.returncode == 1
-    assert before.stdout.startswith(
-        "warehouse-tables: 11 warehouse table(s) do not exist: dim_counterparty, dim_currency,"
-        " dim_date and 8 more; load fails until they do; run `python -m etl init-warehouse`"
-    )
-    assert after.returncode == 0, after.stdout
-    assert after.stdout == (
-        "doctor: healthy: 0 ingestion batch(es) (0 pending transform), 0 processed"
-        " (0 pending load), 0 loaded\n"
-    )
-    assert negative.returncode == 1
-    assert negative.stderr == "error: DOCTOR_MIN_AGE_SECONDS must not be negative\n"
-
-
-def _lake(now: datetime) -> doctor.Lake:
-    """A lake with nothing in it, built by hand for the pure checks."""
-    empty_bucket: Any = doctor.Bucket("b", {}, {}, {}, {}, [], None)
-    return doctor.Lake(empty_bucket, doctor.Bucket("p", {}, {}, {}, {}, [], None), [], {}, now)
-
-
-def test_debris_of_a_live_writer_is_only_noted_until_it_is_old() -> None:
-    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
-    lake = _lake(now)
-    minute_old = now - timedelta(minutes=1)
-    lake.processed.objects = {
-        f"{SNAPSHOT_PREFIX}{LATER}/address.parquet": doctor.StoredObject(
-            f"{SNAPSHOT_PREFIX}{LATER}/address.parquet", 3, minute_old
-        ),
-        "fact_payment/x.parquet": doctor.StoredObject("fact_payment/x.parquet", 3, minute_old),
-    }
-    lake.processed.uploads = [doctor.OpenUpload("fact_payment/y.parquet", "u1", minute_old)]
-
-    live = doctor.check(lake, timedelta(hours=1))
-    dead = doctor.check(lake, timedelta(seconds=30))
-
-    assert live.healthy and len(live.notes) == 3, live.notes
-    assert [f.check for f in dead.findings] == ["snapshots", "orphans", "uploads"]
-    assert [a.kind for a in doctor.plan(dead)] == [
-        doctor.ABORT_UPLOAD,
-        doctor.DELETE_OBJECT,
-        doctor.DELETE_OBJECT,
-    ]
 
 
 @pytest.mark.parametrize(
