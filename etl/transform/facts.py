@@ -36,20 +36,3 @@ def fact_payment(payment: pa.Table, rejects: RejectLog | None = None) -> pa.Tabl
     """Grain: one row per (payment_id, last_updated): a payment usually arrives unpaid, then
     paid. The two account numbers are dropped."""
     return conform(_with_times(payment), WAREHOUSE_TABLES["fact_payment"], rejects)
-
-
-FACT_DATE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "fact_sales_order": (
-        "created_date",
-        "last_updated_date",
-        "agreed_payment_date",
-        "agreed_delivery_date",
-    ),
-    "fact_purchase_orders": (
-        "created_date",
-        "last_updated_date",
-        "agreed_payment_date",
-        "agreed_delivery_date",
-    ),
-    "fact_payment": ("created_date", "last_updated_date", "payment_date"),
-}

@@ -1,9 +1,10 @@
 """One ingested batch -> the warehouse rows it implies, given the state before it.
 
-Pure: Arrow tables in, Arrow tables out. The state is the compacted current state of the
-four tables that other dimensions join to (address, department, staff, counterparty) and,
-per fact, the newest version already emitted for each source id. With it a batch never
-needs the ingestion history:
+Pure: Arrow tables in, Arrow tables out. What is built from which source, and by which
+builder, is read from the declarations in etl/warehouse.py. The state is the compacted
+current state of the sources of the joined dimensions (STATEFUL_TABLES: staff,
+department, counterparty, address) and, per fact, the newest version already emitted for
+each source id. With it a batch never needs the ingestion history:
 
 - an `address` change refreshes `dim_location` and every `dim_counterparty` on that address;
 - a `department` change refreshes every `dim_staff` in it;
@@ -13,16 +14,16 @@ needs the ingestion history:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.csv_format import ARROW_TYPES
 from etl.tables import SOURCE_TABLES
-from etl.transform import dimensions, facts
-from etl.transform.dim_date import dim_date
+from etl.transform import dim_date, dimensions, facts
 from etl.transform.rejects import RejectLog, empty
 from etl.transform.versions import (
     VERSION_SCHEMA,
@@ -32,15 +33,48 @@ from etl.transform.versions import (
     merge_current,
     version_marks,
 )
+from etl.warehouse import DIMENSIONS, FACTS, WAREHOUSE_TABLES, WarehouseTable
 
-STATEFUL_TABLES = ("address", "department", "staff", "counterparty")
-FACT_SOURCES = {
-    "sales_order": ("fact_sales_order", facts.fact_sales_order),
-    "purchase_order": ("fact_purchase_orders", facts.fact_purchase_orders),
-    "payment": ("fact_payment", facts.fact_payment),
+# The modules a declaration's builder ("module.function", etl/warehouse.py) may name.
+BUILDER_MODULES: dict[str, ModuleType] = {
+    "dimensions": dimensions,
+    "facts": facts,
+    "dim_date": dim_date,
 }
-# each output row comes from one source row, so these are read and remodelled in chunks
-ROW_WISE_SOURCES = ("transaction", *FACT_SOURCES)
+# A builder takes the rows of each declared source, in order, and the reject log
+# (dim_date, which has no source, takes the fact dates instead).
+Builder = Callable[..., pa.Table]
+
+
+def _resolve(name: str) -> Builder:
+    module, function = name.split(".")
+    built: Builder = getattr(BUILDER_MODULES[module], function)
+    return built
+
+
+# Every warehouse table's builder, resolved once: a declaration naming no function fails here.
+BUILDERS: dict[str, Builder] = {t.name: _resolve(t.builder) for t in WAREHOUSE_TABLES.values()}
+
+# The dimensions built from their sources' current rows held whole, the independent ones
+# first, then those that copy a parent's columns in.
+WHOLE_DIMENSIONS: tuple[WarehouseTable, ...] = tuple(
+    sorted((t for t in DIMENSIONS if t.sources and not t.row_wise), key=lambda t: bool(t.parents))
+)
+# The sources of every joined dimension: their compacted current state is kept between
+# batches, so a parent's change reaches children that did not change themselves.
+STATEFUL_TABLES: tuple[str, ...] = tuple(
+    dict.fromkeys(s.table for t in WHOLE_DIMENSIONS if t.parents for s in t.sources)
+)
+# fact source -> (the fact built from it, its builder)
+FACT_SOURCES: dict[str, tuple[str, Builder]] = {
+    fact.sources[0].table: (fact.name, BUILDERS[fact.name]) for fact in FACTS
+}
+# each output row comes from one source row, so these are read and remodelled in chunks:
+# source -> the table built from it
+ROW_WISE_TARGETS: dict[str, WarehouseTable] = {
+    t.sources[0].table: t for t in WAREHOUSE_TABLES.values() if t.row_wise
+}
+ROW_WISE_SOURCES: tuple[str, ...] = tuple(ROW_WISE_TARGETS)
 
 
 def source_schema(table: str) -> pa.Schema:
@@ -76,6 +110,27 @@ def _ids(rows: pa.Table, column: str) -> pa.Array:
     )
 
 
+def build_whole(
+    table: WarehouseTable,
+    changes: Mapping[str, pa.Table],
+    current: Mapping[str, pa.Table],
+    rejects: RejectLog | None,
+) -> pa.Table:
+    """One whole-source dimension's rows for a batch's `changes`: an independent one from
+    its own changed rows; a joined one for every current row that changed or points at a
+    changed parent, with the parents' current state to copy columns from."""
+    if not table.parents:
+        return BUILDERS[table.name](changes[table.sources[0].table], rejects)
+    own = table.sources[0]
+    rows = current[own.table]
+    affected = pc.is_in(rows.column(own.via), value_set=_ids(changes[own.table], own.via))
+    for parent in table.parents:
+        changed = _ids(changes[parent.table], SOURCE_TABLES[parent.table].primary_key)
+        affected = pc.or_(affected, pc.is_in(rows.column(parent.via), value_set=changed))
+    parents = [current[parent.table] for parent in table.parents]
+    return BUILDERS[table.name](rows.filter(affected), *parents, rejects)
+
+
 def remodel_dimensions(
     batch: Mapping[str, pa.Table], state: TransformState, rejects: RejectLog | None = None
 ) -> tuple[dict[str, pa.Table], dict[str, pa.Table]]:
@@ -90,35 +145,7 @@ def remodel_dimensions(
     }
     current = {name: merge_current(state.current_of(name), changes[name], SOURCE_TABLES[name].primary_key)
                for name in STATEFUL_TABLES}  # fmt: skip
-
-    out: dict[str, pa.Table] = {
-        "dim_location": dimensions.dim_location(changes["address"], rejects),
-        "dim_design": dimensions.dim_design(changes["design"], rejects),
-        "dim_currency": dimensions.dim_currency(changes["currency"], rejects),
-        "dim_payment_type": dimensions.dim_payment_type(changes["payment_type"], rejects),
-    }
-    counterparties = current["counterparty"]
-    affected = pc.or_(
-        pc.is_in(
-            counterparties.column("counterparty_id"),
-            value_set=_ids(changes["counterparty"], "counterparty_id"),
-        ),
-        pc.is_in(
-            counterparties.column("legal_address_id"),
-            value_set=_ids(changes["address"], "address_id"),
-        ),
-    )
-    out["dim_counterparty"] = dimensions.dim_counterparty(
-        counterparties.filter(affected), current["address"], rejects
-    )
-    staff = current["staff"]
-    affected = pc.or_(
-        pc.is_in(staff.column("staff_id"), value_set=_ids(changes["staff"], "staff_id")),
-        pc.is_in(
-            staff.column("department_id"), value_set=_ids(changes["department"], "department_id")
-        ),
-    )
-    out["dim_staff"] = dimensions.dim_staff(staff.filter(affected), current["department"], rejects)
+    out = {table.name: build_whole(table, changes, current, rejects) for table in WHOLE_DIMENSIONS}
     return out, current
 
 
@@ -136,21 +163,19 @@ class RowRemodel:
     def rows(self, source: str, chunk: pa.Table) -> tuple[str, pa.Table]:
         """(warehouse table, its rows implied by this chunk of `source`)."""
         key = SOURCE_TABLES[source].primary_key
-        if source == "transaction":
+        target = ROW_WISE_TARGETS[source]
+        if target.kind == "dim":
             latest = latest_versions(chunk, key)
-            return "dim_transaction", dimensions.dim_transaction(latest, self.rejects)
-        target, build = FACT_SOURCES[source]
+            return target.name, BUILDERS[target.name](latest, self.rejects)
         fresh = fresh_versions(chunk, key, self.state.emitted_of(source))
         # a version set aside is marked emitted too: a re-read of it is not new
         self.marks.setdefault(source, []).append(version_marks(fresh, key))
-        out = build(fresh, self.rejects)
-        self.dates += [
-            pc.unique(out.column(c).combine_chunks()) for c in facts.FACT_DATE_COLUMNS[target]
-        ]
-        return target, out
+        out = BUILDERS[target.name](fresh, self.rejects)
+        self.dates += [pc.unique(out.column(c).combine_chunks()) for c in target.date_columns]
+        return target.name, out
 
     def dim_date(self) -> pa.Table:
-        return dim_date(self.dates)
+        return BUILDERS["dim_date"](self.dates)
 
     def emitted(self) -> dict[str, pa.Table]:
         return {
