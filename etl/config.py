@@ -117,8 +117,8 @@ def setting(
 
 
 def declarations(owner: type) -> dict[str, FieldInfo]:
-    """The declarations of a configuration class (one made with `configuration`), by name,
-    in the order they are declared."""
+    """The declarations of a configuration class (a pydantic dataclass, see CONFIGURATION),
+    by name, in the order they are declared."""
     found: dict[str, FieldInfo] = getattr(owner, "__pydantic_fields__")  # noqa: B009
     return found
 
@@ -402,7 +402,7 @@ def _read(info: FieldInfo, text: str) -> Any:
             ) from None
     if kind is WarehouseNames:
         return WarehouseNames.parse(text)
-    if kind == tuple[str, ...]:
+    if kind == tuple[str, ...]:  # the one list among the settings: the tables to extract
         return select_tables(text.split(","))
     if kind == Secret | None:
         return Secret(text)
