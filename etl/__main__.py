@@ -37,7 +37,7 @@ from etl.logs import configure_cli_logging
 from etl.ops import doctor
 from etl.ops.cycle import run_cycle
 from etl.ops.freshness import measure
-from etl.ops.metrics import read_local, sink_for, summary
+from etl.ops.metrics import MetricsSink, read_local, sink_for, summary
 from etl.ops.monitoring import monitored_ingest, monitored_load, monitored_transform
 from etl.ops.reconcile import Reconciliation, reconcile
 from etl.ops.status import (
@@ -111,6 +111,25 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
     if getattr(args, "overlap_seconds", None) is not None:
         settings = replace(settings, overlap=timedelta(seconds=args.overlap_seconds))
     return settings
+
+
+def metrics_sink(settings: Settings) -> MetricsSink:
+    """The sink the settings name; CloudWatch through boto3's own credential chain."""
+
+    def cloudwatch() -> Any:
+        import boto3
+
+        return boto3.client(
+            "cloudwatch", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url
+        )
+
+    return sink_for(
+        settings.metrics_sink,
+        file=settings.metrics_file,
+        environment=settings.environment,
+        namespace=settings.metrics_namespace,
+        cloudwatch=cloudwatch,
+    )
 
 
 def print_ingest(result: IngestResult, settings: Settings) -> None:
@@ -226,7 +245,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             print(init_warehouse(settings))
             return 0
         s3 = s3_client_from_settings(settings)
-        sink = sink_for(settings)
+        sink = metrics_sink(settings)
         if args.command == "ingest":
             window = window_from_arguments(args, settings.source_zone)
             result = monitored_ingest(settings, s3, sink, args.batch_ts, args.full_refresh, window)

@@ -1,29 +1,32 @@
-"""One typed settings object, filled at the edge: from the environment by the CLI, from
-Airflow connections by the DAG. Nothing below reads `os.environ`."""
+"""Every setting of the pipeline declared once: name, type, default, environment variable,
+Airflow option and description, as the fields of `Settings` (pydantic). The CLI fills it
+from the environment (`Settings.from_env`), the DAG from its `[totesys]` options and its
+Airflow connections (`Settings.from_text`); the DAG's and the deployer's configurations
+take the settings they share from here (`shared`), and the docs' settings tables are
+rendered from it (`markdown_table`). Nothing below reads `os.environ`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, dataclass, field
 from datetime import timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 
 from etl.errors import ConfigError
 from etl.names import IDENTIFIER, WarehouseNames
 from etl.tables import ALL_TABLES, select_tables
 
 MALFORMED = "<a URL that does not parse>"
-DEFAULT_OVERLAP = timedelta(minutes=15)
-# doctor calls an unreferenced object or an open upload abandoned only past this age: three
-# times the DAG's 20-minute task timeout, so no live stage can still be producing it
-DEFAULT_DOCTOR_MIN_AGE = timedelta(hours=1)
 DEFAULT_REGION = "eu-west-2"
 METRICS_SINKS = ("none", "local", "cloudwatch")
-DEFAULT_LEASE_WAIT = timedelta(seconds=60)
-DEFAULT_LEASE_TIMEOUT = timedelta(seconds=30)
 # what transform does with a row that cannot become a warehouse row (etl.transform.rejects)
 SET_ASIDE, FAIL = "set_aside", "fail"
 BAD_ROW_POLICIES = (SET_ASIDE, FAIL)
@@ -88,36 +91,187 @@ def describe_url(url: Secret | None) -> str:
     return f"{host}{port}/{parts.get('dbname', '')}"
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the pipeline needs to know about where things are."""
+def setting(
+    default: Any = PydanticUndefined,
+    *,
+    description: str,
+    env: str = "",
+    option: str = "",
+    choices: tuple[str, ...] = (),
+    shown_default: str = "",
+    default_factory: Callable[[], Any] | None = None,
+) -> Any:
+    """One setting's declaration, as a pydantic field: its default, what it means (the
+    docs' tables show it), the environment variable the CLI reads it from, the `[totesys]`
+    Airflow option the DAG reads it from (none: the DAG leaves it at its default or fills it
+    itself), the values it may take and, where the value would not do, how the docs show
+    the default."""
+    extra: dict[str, Any] = {"env": env, "airflow_option": option, "choices": list(choices)}
+    if shown_default:
+        extra["shown_default"] = shown_default
+    if default_factory is not None:
+        return Field(
+            default_factory=default_factory, description=description, json_schema_extra=extra
+        )
+    return Field(default, description=description, json_schema_extra=extra)
 
-    totesys_db_url: Secret | None = None  # postgresql:// URL of the source database
-    warehouse_db_url: Secret | None = None  # postgresql:// URL of the warehouse
-    ingestion_bucket: str = ""  # S3 bucket for CSV extracts, manifests and watermarks
-    processed_bucket: str = ""  # S3 bucket for the parquet star schema
-    aws_endpoint_url: str | None = None  # moto/MinIO locally; None means AWS itself
-    aws_region: str = DEFAULT_REGION
-    overlap: timedelta = DEFAULT_OVERLAP  # how far behind the watermark each extract re-reads
-    doctor_min_age: timedelta = DEFAULT_DOCTOR_MIN_AGE  # younger debris may be a live writer's
-    tables: tuple[str, ...] = ALL_TABLES  # subset of the allow-list to extract
-    warehouse_schema: str = "public"  # schema of the warehouse tables
-    warehouse_names: WarehouseNames = field(
-        default_factory=WarehouseNames
-    )  # prepared-warehouse names
-    source_timezone: str = "UTC"  # the zone of totesys's naive timestamps (IANA name)
-    metrics_sink: str = "none"  # none | local (JSON lines in metrics_file) | cloudwatch
-    metrics_file: str = ""  # where the local sink appends
-    environment: str = "local"  # the Environment dimension of every metric
-    metrics_namespace: str = "Totesys/Pipeline"  # CloudWatch namespace (one per MWAA environment)
-    expected_bucket_owner: str = ""  # AWS account that must own the buckets; empty: not checked
-    # how long a second process of a stage waits for the stage's lease before it gives up
-    lease_wait: timedelta = DEFAULT_LEASE_WAIT
-    # how long a holder that stopped answering (killed, paused, cut off) keeps its lease
-    lease_timeout: timedelta = DEFAULT_LEASE_TIMEOUT
-    # a row that cannot become a warehouse row: set_aside (kept in the rejects area, the
-    # rest flows on) or fail (the batch stops until the source row is corrected)
-    bad_row_policy: str = SET_ASIDE
+
+def declarations(owner: type) -> dict[str, FieldInfo]:
+    """The declarations of a configuration class (a pydantic dataclass, see CONFIGURATION),
+    by name, in the order they are declared."""
+    found: dict[str, FieldInfo] = getattr(owner, "__pydantic_fields__")  # noqa: B009
+    return found
+
+
+def declared(owner: type, name: str) -> FieldInfo:
+    return declarations(owner)[name]
+
+
+def extra(info: FieldInfo, key: str) -> Any:
+    """A key `setting` or `shared` put beside the declaration: env, airflow_option, ..."""
+    values = info.json_schema_extra
+    return values.get(key) if isinstance(values, dict) else None
+
+
+# for every configuration class, made `@pydantic_dataclass(frozen=True, config=CONFIGURATION)`
+# (immutable; `dataclasses.replace` validates again): a secret in a value that fails
+# validation is not quoted back; Secret and WarehouseNames are our own types
+CONFIGURATION = ConfigDict(arbitrary_types_allowed=True, hide_input_in_errors=True)
+
+
+@pydantic_dataclass(frozen=True, config=CONFIGURATION)
+class Settings:
+    """Everything the pipeline needs to know about where things are and how to behave."""
+
+    totesys_db_url: Secret | None = setting(
+        None, env="TOTESYS_DB_URL", description="postgresql:// URL of the source database"
+    )
+    warehouse_db_url: Secret | None = setting(
+        None,
+        env="WAREHOUSE_DB_URL",
+        description="postgresql:// URL of the warehouse (the stages' leases live there too)",
+    )
+    ingestion_bucket: str = setting(
+        "",
+        env="INGESTION_BUCKET",
+        option="ingestion_bucket",
+        description="S3 bucket for the CSV extracts, manifests and watermarks",
+    )
+    processed_bucket: str = setting(
+        "",
+        env="PROCESSED_BUCKET",
+        option="processed_bucket",
+        description="S3 bucket for the parquet star schema",
+    )
+    aws_endpoint_url: str | None = setting(
+        None,
+        env="AWS_ENDPOINT_URL",
+        description="an S3-compatible server (moto, MinIO) locally; unset for AWS itself",
+    )
+    aws_region: str = setting(
+        DEFAULT_REGION, env="AWS_DEFAULT_REGION", description="the AWS region of the buckets"
+    )
+    overlap: timedelta = setting(
+        timedelta(minutes=15),
+        env="INGEST_OVERLAP_SECONDS",
+        option="overlap_seconds",
+        description="seconds: how far behind its watermark each extract re-reads",
+    )
+    doctor_min_age: timedelta = setting(
+        timedelta(hours=1),
+        env="DOCTOR_MIN_AGE_SECONDS",
+        description="seconds: `doctor` calls an unreferenced object or an open upload "
+        "abandoned only past this age (three times the DAG's 20-minute task timeout, so no "
+        "live stage can still be producing it)",
+    )
+    tables: tuple[str, ...] = setting(
+        ALL_TABLES,
+        env="TOTESYS_TABLES",
+        shown_default="all 11 tables",
+        description="comma-separated subset of the allow-list to extract; any other name "
+        "is refused",
+    )
+    warehouse_schema: str = setting(
+        "public",
+        env="WAREHOUSE_SCHEMA",
+        option="warehouse_schema",
+        description="schema of the warehouse tables, a plain identifier; see "
+        "[Load](architecture.md#load)",
+    )
+    warehouse_names: WarehouseNames = setting(
+        default_factory=WarehouseNames,
+        env="WAREHOUSE_NAME_MAP",
+        option="warehouse_name_map",
+        description="the names of a prepared warehouse that differ from ours, comma-separated "
+        "`canonical=target` pairs; see [spec/README.md]"
+        "(../spec/README.md#known-variants-of-the-warehouse-ddl)",
+    )
+    source_timezone: str = setting(
+        "UTC",
+        env="SOURCE_TIMEZONE",
+        option="source_timezone",
+        description="the IANA zone totesys writes its naive timestamps in (e.g. "
+        "`Europe/London`): the lag is measured in UTC",
+    )
+    metrics_sink: str = setting(
+        "none",
+        env="METRICS_SINK",
+        option="metrics_sink",
+        choices=METRICS_SINKS,
+        description="where stage and task metrics go: `cloudwatch` (set by the MWAA deployer), "
+        "`local` (JSON lines in the metrics file) or `none`; see [operations.md]"
+        "(operations.md#monitoring-from-outside-airflow-metrics-dashboard-alarms-reconcile)",
+    )
+    metrics_file: str = setting(
+        "",
+        env="METRICS_FILE",
+        option="metrics_file",
+        description="the file the `local` metrics sink appends to",
+    )
+    environment: str = setting(
+        "local",
+        env="PIPELINE_ENVIRONMENT",
+        option="environment",
+        description="the `Environment` dimension of every metric (the MWAA deployer sets "
+        "the environment's name)",
+    )
+    metrics_namespace: str = setting(
+        "Totesys/Pipeline",
+        env="METRICS_NAMESPACE",
+        option="metrics_namespace",
+        description="the CloudWatch namespace; the MWAA deployer sets "
+        "`Totesys/Pipeline/<prefix>-<env>`, the only one the execution role may publish into",
+    )
+    expected_bucket_owner: str = setting(
+        "",
+        env="EXPECTED_BUCKET_OWNER",
+        option="expected_bucket_owner",
+        description="the AWS account that must own the buckets (the MWAA deployer sets it): "
+        "every S3 call then passes `ExpectedBucketOwner`, so S3 refuses a bucket of that "
+        "name another account owns; empty: not checked",
+    )
+    lease_wait: timedelta = setting(
+        timedelta(seconds=60),
+        env="LEASE_WAIT_SECONDS",
+        description="seconds: how long a second process of a stage waits for the stage's "
+        "lease before it gives up",
+    )
+    lease_timeout: timedelta = setting(
+        timedelta(seconds=30),
+        env="LEASE_TIMEOUT_SECONDS",
+        description="seconds: how long a holder that stopped answering (killed, paused, cut "
+        "off) keeps its lease; also the longest a loader may spend inside one batch's "
+        "transaction without a statement",
+    )
+    bad_row_policy: str = setting(
+        SET_ASIDE,
+        env="BAD_ROW_POLICY",
+        option="bad_row_policy",
+        choices=BAD_ROW_POLICIES,
+        description="a source row that cannot become a warehouse row: `set_aside` (written "
+        "to the rejects area, emailed, everything else flows) or `fail` (the batch fails, "
+        "a hard stop)",
+    )
 
     def __post_init__(self) -> None:
         # here, not in from_env: the DAG fills Settings from its own options
@@ -136,16 +290,8 @@ class Settings:
                 f"SOURCE_TIMEZONE {self.source_timezone!r} is not an IANA time zone "
                 "(e.g. UTC, Europe/London)"
             ) from None
-        if self.metrics_sink not in METRICS_SINKS:
-            raise ConfigError(
-                f"METRICS_SINK {self.metrics_sink!r} is not one of {', '.join(METRICS_SINKS)}"
-            )
-        if self.bad_row_policy not in BAD_ROW_POLICIES:
-            raise ConfigError(
-                f"BAD_ROW_POLICY {self.bad_row_policy!r} is not one of {', '.join(BAD_ROW_POLICIES)}"
-            )
-        if self.metrics_sink == "local" and not self.metrics_file:
-            raise ConfigError("METRICS_SINK=local needs METRICS_FILE, the file to append to")
+        check_metrics_sink(self.metrics_sink, self.metrics_file)
+        _check_choice(declared(Settings, "bad_row_policy"), self.bad_row_policy)
 
     @property
     def source_zone(self) -> ZoneInfo:
@@ -153,68 +299,145 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        def secret(name: str) -> Secret | None:
-            value = env.get(name, "").strip()
-            return Secret(value) if value else None
-
-        try:
-            overlap = timedelta(
-                seconds=float(env.get("INGEST_OVERLAP_SECONDS", DEFAULT_OVERLAP.total_seconds()))
-            )
-        except ValueError as error:
-            raise ConfigError(
-                f"INGEST_OVERLAP_SECONDS must be a number of seconds: {error}"
-            ) from None
-        doctor_min_age = _seconds(env, "DOCTOR_MIN_AGE_SECONDS", DEFAULT_DOCTOR_MIN_AGE)
-        if doctor_min_age < timedelta(0):
+        """Each setting from its environment variable; unset or blank: its default."""
+        by_name = {name: extra(info, "env") for name, info in declarations(cls).items()}
+        settings = cls.from_text({name: env.get(var, "") for name, var in by_name.items()})
+        if settings.doctor_min_age < timedelta(0):
             raise ConfigError("DOCTOR_MIN_AGE_SECONDS must not be negative")
-        lease_wait = _seconds(env, "LEASE_WAIT_SECONDS", DEFAULT_LEASE_WAIT)
-        lease_timeout = _seconds(env, "LEASE_TIMEOUT_SECONDS", DEFAULT_LEASE_TIMEOUT)
-        tables = env.get("TOTESYS_TABLES", "")
-        schema = env.get("WAREHOUSE_SCHEMA", "").strip() or "public"
-        return cls(
-            totesys_db_url=secret("TOTESYS_DB_URL"),
-            warehouse_db_url=secret("WAREHOUSE_DB_URL"),
-            ingestion_bucket=env.get("INGESTION_BUCKET", "").strip(),
-            processed_bucket=env.get("PROCESSED_BUCKET", "").strip(),
-            aws_endpoint_url=env.get("AWS_ENDPOINT_URL", "").strip() or None,
-            aws_region=env.get("AWS_DEFAULT_REGION", "").strip() or DEFAULT_REGION,
-            overlap=overlap,
-            doctor_min_age=doctor_min_age,
-            tables=select_tables(tables.split(",")) if tables.strip() else ALL_TABLES,
-            warehouse_schema=schema,
-            warehouse_names=WarehouseNames.parse(env.get("WAREHOUSE_NAME_MAP", "")),
-            source_timezone=env.get("SOURCE_TIMEZONE", "").strip() or "UTC",
-            metrics_sink=env.get("METRICS_SINK", "").strip() or "none",
-            metrics_file=env.get("METRICS_FILE", "").strip(),
-            environment=env.get("PIPELINE_ENVIRONMENT", "").strip() or "local",
-            metrics_namespace=env.get("METRICS_NAMESPACE", "").strip() or "Totesys/Pipeline",
-            expected_bucket_owner=env.get("EXPECTED_BUCKET_OWNER", "").strip(),
-            lease_wait=lease_wait,
-            lease_timeout=lease_timeout,
-            bad_row_policy=env.get("BAD_ROW_POLICY", "").strip() or SET_ASIDE,
-        )
+        return settings
+
+    @classmethod
+    def from_text(cls, texts: Mapping[str, str], **values: Any) -> Settings:
+        """Settings from the text of some of them (the environment's, the DAG options'),
+        each read by its type; blank: its default. `values`: settings given as they are."""
+        read = {}
+        for name, text in texts.items():
+            info = declarations(cls)[name]
+            if text.strip():
+                read[name] = _read(info, text.strip())
+        return cls(**{**read, **values})
 
     def require(self, *names: str) -> None:
         """Fail with one line naming every missing setting a command needs."""
-        env_names = {
-            "totesys_db_url": "TOTESYS_DB_URL",
-            "warehouse_db_url": "WAREHOUSE_DB_URL",
-            "ingestion_bucket": "INGESTION_BUCKET",
-            "processed_bucket": "PROCESSED_BUCKET",
-        }
-        missing = [env_names[name] for name in names if not getattr(self, name)]
+        missing = [env_name(Settings, name) for name in names if not getattr(self, name)]
         if missing:
             raise ConfigError(f"missing setting(s): {', '.join(missing)}")
         if self.overlap < timedelta(0):
             raise ConfigError("the ingest overlap must not be negative")
 
 
-def _seconds(env: Mapping[str, str], name: str, default: timedelta) -> timedelta:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return timedelta(seconds=float(raw))
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
+@pydantic_dataclass(frozen=True, config=CONFIGURATION)
+class AlertSettings:
+    """Who hears of a failure: the DAG emails them, the MWAA deployer subscribes them to
+    the alarms' topic and lets SES send as the sender. Declared here, beside the pipeline's
+    settings, so the DAG's and the deployer's configurations share one declaration."""
+
+    alert_emails: tuple[str, ...] = setting(
+        ("data-team@terrifictotes.com",),
+        option="alert_emails",
+        description="who is emailed about a failed task, a freshness breach or rows set "
+        "aside, and on MWAA subscribed to the alarms' topic (comma-separated)",
+    )
+    alert_from: str = setting(
+        "totesys-airflow@terrifictotes.com",
+        option="alert_from",
+        description="the sender of those emails",
+    )
+
+
+def env_name(owner: type, name: str) -> str:
+    return str(extra(declared(owner, name), "env"))
+
+
+def shared(owner: type, name: str, *, default: Any = MISSING, **more: str) -> Any:
+    """A field of another configuration (the DAG's, the deployer's) that is the declared
+    setting `owner.name`: its description and default come from that one declaration, the
+    default in the form an Airflow option takes (seconds for a duration, the text of a
+    name map). `default`: the other configuration's own default, where it differs; `more`:
+    what that configuration adds to the declaration (the deployer's flag)."""
+    info = declared(owner, name)
+    if default is MISSING:
+        default = _option_form(info.get_default(call_default_factory=True))
+    links = {"setting": name, "owner": owner.__name__, **more}
+    return Field(
+        default, description=info.description, json_schema_extra={**_extras(info), **links}
+    )
+
+
+def _extras(info: FieldInfo) -> dict[str, Any]:
+    return dict(info.json_schema_extra) if isinstance(info.json_schema_extra, dict) else {}
+
+
+def _option_form(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, WarehouseNames):
+        return ""  # the default map: no name differs
+    return value
+
+
+def check_metrics_sink(sink: str, file: str) -> None:
+    """A metrics sink is one of METRICS_SINKS, and the local one has its file: checked by
+    Settings and by whoever picks a sink from the bare values (etl.ops.metrics.sink_for)."""
+    _check_choice(declared(Settings, "metrics_sink"), sink)
+    if sink == "local" and not file:
+        raise ConfigError("METRICS_SINK=local needs METRICS_FILE, the file to append to")
+
+
+def _check_choice(info: FieldInfo, value: str) -> None:
+    choices = extra(info, "choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{extra(info, 'env')} {value!r} is not one of {', '.join(choices)}")
+
+
+def _read(info: FieldInfo, text: str) -> Any:
+    """A setting's value from its (stripped, non-blank) text, by the setting's type."""
+    kind = info.annotation
+    if kind is timedelta:
+        try:
+            return timedelta(seconds=float(text))
+        except ValueError:
+            raise ConfigError(
+                f"{extra(info, 'env')} must be a number of seconds, not {text!r}"
+            ) from None
+    if kind is WarehouseNames:
+        return WarehouseNames.parse(text)
+    if kind == tuple[str, ...]:  # the one list among the settings: the tables to extract
+        return select_tables(text.split(","))
+    if kind == Secret | None:
+        return Secret(text)
+    return text
+
+
+def default_text(info: FieldInfo) -> str:
+    """A setting's default as the docs show it."""
+    if extra(info, "shown_default"):
+        return str(extra(info, "shown_default"))
+    if info.is_required():
+        return "required"
+    value = _option_form(info.get_default(call_default_factory=True))
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "off" if not value else "on"
+    if isinstance(value, tuple):
+        value = ",".join(value)
+    if isinstance(value, float):
+        value = f"{value:g}"
+    return f"`{value}`" if value not in ("", {}) else "empty"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A markdown table (the docs' settings tables are rendered with it)."""
+    lines = [header, tuple("---" for _ in header), *rows]
+    return "\n".join(f"| {' | '.join(line)} |" for line in lines)
+
+
+def settings_table() -> str:
+    """The docs' table of the pipeline's settings: what `python -m etl` reads."""
+    rows = []
+    for info in declarations(Settings).values():
+        option = extra(info, "airflow_option")
+        rows.append((f"`{extra(info, 'env')}`", default_text(info),
+                     f"`{option}`" if option else "-", str(info.description)))  # fmt: skip
+    return markdown_table(("variable", "default", "DAG option `[totesys]`", "meaning"), rows)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -10,8 +9,7 @@ from urllib.parse import quote, urlencode
 from airflow.sdk import Connection
 
 from etl.config import Secret, Settings
-from etl.names import WarehouseNames
-from etl.ops.metrics import CloudWatchMetrics, MetricsSink, sink_for
+from etl.ops.metrics import MetricsSink, sink_for
 from etl.tables import ALL_TABLES, select_tables
 from totesys_airflow.config import DagConfig
 
@@ -41,38 +39,32 @@ def postgres_url(conn_id: str) -> Secret:
 
 
 def pipeline_settings(config: DagConfig, tables: list[str] | None = None) -> Settings:
-    return Settings(
+    """The pipeline's settings: the DAG's `[totesys]` options that are pipeline settings,
+    read and checked here, at task run time (a bad one fails the task, which emails), and
+    the database URLs from the connections."""
+    return Settings.from_text(
+        config.pipeline_options(),
         totesys_db_url=postgres_url("totesys_db"),
         warehouse_db_url=postgres_url("warehouse_db"),
-        ingestion_bucket=config.ingestion_bucket,
-        processed_bucket=config.processed_bucket,
-        overlap=timedelta(seconds=config.overlap_seconds),
         tables=select_tables(tables) if tables else ALL_TABLES,
-        warehouse_schema=config.warehouse_schema,
-        warehouse_names=WarehouseNames.parse(config.warehouse_name_map),
-        source_timezone=config.source_timezone,
-        metrics_namespace=config.metrics_namespace,
-        expected_bucket_owner=config.expected_bucket_owner,
-        metrics_sink=config.metrics_sink,
-        metrics_file=config.metrics_file,
-        environment=config.environment,
-        bad_row_policy=config.bad_row_policy,
     )
 
 
 def metrics_sink(config: DagConfig) -> MetricsSink:
     """Where task and stage metrics go; CloudWatch through the `aws_default` connection."""
-    if config.metrics_sink != "cloudwatch":
-        local = Settings(
-            metrics_sink=config.metrics_sink,
-            metrics_file=config.metrics_file,
-            environment=config.environment,
-        )
-        return sink_for(local)
-    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-    client = AwsBaseHook(aws_conn_id="aws_default", client_type="cloudwatch").get_conn()
-    return CloudWatchMetrics(client, config.environment, config.metrics_namespace)
+    def cloudwatch() -> Any:
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+        return AwsBaseHook(aws_conn_id="aws_default", client_type="cloudwatch").get_conn()
+
+    return sink_for(
+        config.metrics_sink,
+        file=config.metrics_file,
+        environment=config.environment,
+        namespace=config.metrics_namespace,
+        cloudwatch=cloudwatch,
+    )
 
 
 def s3_client(config: DagConfig) -> Any:

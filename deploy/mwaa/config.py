@@ -10,8 +10,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass
+from pydantic_core import PydanticUndefined
+
+from etl.config import (
+    CONFIGURATION,
+    DEFAULT_REGION,
+    AlertSettings,
+    declarations,
+    default_text,
+    extra,
+    markdown_table,
+    shared,
+)
 
 DEFAULT_AIRFLOW_VERSION = "3.0.6"
 # MWAA's constraints for each Airflow version this repository is tested against; a version
@@ -59,32 +74,105 @@ def supported_airflow_versions(constraints_dir: Path = CONSTRAINTS_DIR) -> tuple
     return tuple(sorted(versions, key=lambda v: tuple(int(part) for part in v.split("."))))
 
 
-@dataclass(frozen=True)
+def flag(
+    default: Any = PydanticUndefined, *, description: str, flag: str, env: str = "", **more: Any
+) -> Any:
+    """A deployment setting's declaration: its default (none: required), what it means, its
+    command-line flag and the environment variable the flag falls back to (the table in
+    docs/deploy-mwaa.md is rendered from these)."""
+    if "default_factory" not in more:
+        more["default"] = default
+    return Field(description=description, json_schema_extra={"flag": flag, "env": env}, **more)
+
+
+@dataclass(frozen=True, config=CONFIGURATION)
 class DeployConfig:
-    environment_name: str
-    prefix: str = "totesys"
-    region: str = "eu-west-2"
-    project_root: Path = Path(".")
-    airflow_version: str = DEFAULT_AIRFLOW_VERSION
-    environment_class: str = "mw1.small"
-    min_workers: int = 1
-    max_workers: int = 2
-    schedulers: int = 2
-    webserver_access_mode: str = "PRIVATE_ONLY"
-    subnet_ids: tuple[str, ...] = ()
-    security_group_ids: tuple[str, ...] = ()
-    alert_emails: tuple[str, ...] = ("data-team@terrifictotes.com",)
-    alert_from: str = "totesys-airflow@terrifictotes.com"
-    noncurrent_version_days: int = 30
-    # where the connections live; empty: airflow/<environment>/connections
-    secrets_prefix: str = ""
-    extra_options: Mapping[str, str] = field(default_factory=dict)  # section.key -> value
-    lag_alarm_minutes: int = 30  # alarm when a source change waited longer than this
-    dead_man_minutes: int = 60  # alarm when no load succeeded (or nothing reported) this long
-    # the role that may read the data buckets besides the pipeline and the deployer; empty:
-    # <prefix>-break-glass (it need not exist until someone needs it)
-    break_glass_role: str = ""
-    allow_dirty: bool = False  # ship tracked files with uncommitted changes as they are
+    environment_name: str = flag(
+        description="the environment: `<prefix>-<env>` names it and everything it has",
+        flag="--env-name",
+        env="MWAA_ENV_NAME",
+    )
+    prefix: str = flag(
+        "totesys",
+        description="the start of every resource name",
+        flag="--prefix",
+        env="DEPLOY_PREFIX",
+    )
+    region: str = flag(
+        DEFAULT_REGION, description="the AWS region", flag="--region", env="AWS_DEFAULT_REGION"
+    )
+    project_root: Path = Field(default=Path("."), description="the tree that is shipped")
+    airflow_version: str = flag(
+        DEFAULT_AIRFLOW_VERSION,
+        description="an MWAA Airflow version whose constraints are in `constraints/`",
+        flag="--airflow-version",
+    )
+    environment_class: str = flag(
+        "mw1.small", description="MWAA's environment class", flag="--environment-class"
+    )
+    min_workers: int = flag(1, description="MWAA's fewest workers", flag="--min-workers")
+    max_workers: int = flag(
+        2, description=f"MWAA's most workers (at most {MAX_WORKERS})", flag="--max-workers"
+    )
+    schedulers: int = flag(
+        2, description="schedulers (1 on `mw1.micro`, 2-5 on the others)", flag="--schedulers"
+    )
+    webserver_access_mode: str = flag(
+        "PRIVATE_ONLY",
+        description="`PRIVATE_ONLY` or `PUBLIC_ONLY`",
+        flag="--webserver-access-mode",
+    )
+    subnet_ids: tuple[str, ...] = flag(
+        (),
+        description="two private subnets in different zones, comma-separated (needed to "
+        "create; an existing environment's cannot change)",
+        flag="--subnet-ids",
+        env="MWAA_SUBNET_IDS",
+    )
+    security_group_ids: tuple[str, ...] = flag(
+        (),
+        description="one to five security groups, comma-separated (needed to create)",
+        flag="--security-group-ids",
+        env="MWAA_SECURITY_GROUP_IDS",
+    )
+    alert_emails: tuple[str, ...] = shared(AlertSettings, "alert_emails", flag="--alert-emails")
+    alert_from: str = shared(AlertSettings, "alert_from", flag="--alert-from")
+    noncurrent_version_days: int = Field(
+        default=30, description="days an overwritten or deleted object's old version is kept"
+    )
+    secrets_prefix: str = flag(
+        "",
+        description="where the connections live; empty: `airflow/<prefix>-<env>/connections`",
+        flag="--secrets-prefix",
+        env="MWAA_SECRETS_PREFIX",
+    )
+    extra_options: Mapping[str, str] = flag(
+        description="any other Airflow option, `section.key=value` (repeatable)",
+        flag="--option",
+        default_factory=dict,
+    )
+    lag_alarm_minutes: int = flag(
+        30,
+        description="alarm when a source change waited longer than this",
+        flag="--lag-alarm-minutes",
+    )
+    dead_man_minutes: int = flag(
+        60,
+        description="alarm when no load succeeded (or nothing reported) this long; at least "
+        "twice `totesys.load_every_minutes`",
+        flag="--dead-man-minutes",
+    )
+    break_glass_role: str = flag(
+        "",
+        description="the role that may read the data buckets besides the pipeline and the "
+        "deployer; empty: `<prefix>-break-glass` (it need not exist until someone needs it)",
+        flag="--break-glass-role",
+    )
+    allow_dirty: bool = flag(
+        False,
+        description="ship tracked files with uncommitted changes as they are",
+        flag="--allow-dirty",
+    )
 
     @property
     def name_stem(self) -> str:
@@ -147,6 +235,13 @@ class DeployConfig:
     def validate(self) -> None:
         """Refuse, in one line, what AWS would refuse minutes into a deployment (MWAA's
         input limits from its API model and documentation), before anything is written."""
+        self._check_names()
+        self._check_capacity()
+        self._check_network()
+        self._check_alerts()
+        self._check_options()
+
+    def _check_names(self) -> None:
         supported = supported_airflow_versions()
         if self.airflow_version not in supported:
             raise DeployError(
@@ -181,6 +276,8 @@ class DeployConfig:
             raise DeployError(
                 f"role name {self.role_name!r} is longer than {ROLE_NAME_MAX} characters"
             )
+
+    def _check_capacity(self) -> None:
         if not 1 <= self.min_workers <= self.max_workers <= MAX_WORKERS:
             raise DeployError(f"workers: need 1 <= --min-workers <= --max-workers <= {MAX_WORKERS}")
         allowed = ENVIRONMENT_CLASSES.get(self.environment_class)
@@ -193,6 +290,8 @@ class DeployConfig:
                 f"{self.environment_class} runs {allowed.start} to {allowed.stop - 1} "
                 f"scheduler(s), not {self.schedulers}"
             )
+
+    def _check_network(self) -> None:
         if self.subnet_ids and (
             len(set(self.subnet_ids)) != 2
             or len(self.subnet_ids) != 2
@@ -210,6 +309,8 @@ class DeployConfig:
                 f"secrets prefix {self.secrets_prefix!r}: letters, digits and /_+=.@- only, "
                 "not starting or ending with '/' (no wildcards)"
             )
+
+    def _check_alerts(self) -> None:
         for address in (*self.alert_emails, self.alert_from):
             if not EMAIL.fullmatch(address):
                 raise DeployError(
@@ -220,6 +321,8 @@ class DeployConfig:
         if not 5 <= self.dead_man_minutes <= 1440:
             # a CloudWatch alarm's period times its evaluation periods is at most one day
             raise DeployError("--dead-man-minutes: 5 to 1440")
+
+    def _check_options(self) -> None:
         for option, value in self.extra_options.items():
             if not OPTION_KEY.fullmatch(option) or option.count(".") != 1:
                 raise DeployError(f"option {option!r} must look like section.key, in lower case")
@@ -229,3 +332,14 @@ class DeployConfig:
                 raise DeployError(
                     f"option {option}: MWAA takes 1 to 65536 printable ASCII characters"
                 )
+
+
+def flags_table() -> str:
+    """The docs' table of the deployer's settings (docs/deploy-mwaa.md)."""
+    rows = []
+    for info in declarations(DeployConfig).values():
+        if extra(info, "flag"):
+            env = extra(info, "env")
+            rows.append((f"`{extra(info, 'flag')}`", f"`{env}`" if env else "-",
+                         default_text(info), str(info.description)))  # fmt: skip
+    return markdown_table(("flag", "environment fallback", "default", "meaning"), rows)

@@ -4,8 +4,9 @@ MWAA hands them to the DAG as AIRFLOW__TOTESYS__* variables, and the DAG parses 
 is imported: a value its parser refuses (`load_every_minutes=15m`) or a cron string Airflow
 refuses fails the DAG import on MWAA, where no task runs and so no email is sent. So the
 options are parsed here with the DAG's own parser, taken from the tree being shipped
-(`dags/totesys_airflow/config.py` imports nothing from Airflow), and a misspelt key, which
-the DAG would silently ignore, is refused.
+(`dags/totesys_airflow/config.py` imports nothing from Airflow; the pipeline settings among
+its options are declared in `etl.config`, imported from this same tree), and a misspelt key,
+which the DAG would silently ignore, is refused.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def _dag_config_class(project_root: Path) -> Any:
     if spec is None or spec.loader is None:
         raise DeployError(f"cannot load the DAG's settings parser {path}")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it is made
+    sys.modules[spec.name] = module  # dataclasses (pydantic's too) look their module up
     try:
         spec.loader.exec_module(module)
     finally:

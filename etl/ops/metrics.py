@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from etl.config import Settings
+from etl.config import check_metrics_sink
 
 logger = logging.getLogger("etl.ops.metrics")
 
@@ -271,20 +271,16 @@ def load_run(
     return [*loaded_rows(batches), stage_seconds("load", seconds), pending("load", still_pending)]
 
 
-def sink_for(settings: Settings, cloudwatch: Any | None = None) -> MetricsSink:
-    """The sink the settings name; CloudWatch through the given client or boto3's own chain."""
-    if settings.metrics_sink == "cloudwatch":
-        if cloudwatch is None:
-            import boto3
-
-            cloudwatch = boto3.client(
-                "cloudwatch",
-                region_name=settings.aws_region,
-                endpoint_url=settings.aws_endpoint_url,
-            )
-        return CloudWatchMetrics(cloudwatch, settings.environment, settings.metrics_namespace)
-    if settings.metrics_sink == "local":
-        return JsonLinesMetrics(Path(settings.metrics_file), settings.environment)
+def sink_for(
+    sink: str, *, file: str, environment: str, namespace: str, cloudwatch: Callable[[], Any]
+) -> MetricsSink:
+    """The sink a `metrics_sink` setting names (refused as the settings refuse it), for
+    this environment; `cloudwatch` makes the CloudWatch client, called only for that sink."""
+    check_metrics_sink(sink, file)
+    if sink == "cloudwatch":
+        return CloudWatchMetrics(cloudwatch(), environment, namespace)
+    if sink == "local":
+        return JsonLinesMetrics(Path(file), environment)
     return NoMetrics()
 
 
