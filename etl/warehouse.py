@@ -20,7 +20,7 @@ a test checks that it holds every declared builder and nothing else.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pyarrow as pa
 
@@ -55,7 +55,8 @@ class WarehouseTable:
     # built chunk by chunk: each row comes from one row of a source too large to hold whole
     row_wise: bool = False
     surrogate: str | None = None  # facts: the SERIAL *_record_id the warehouse assigns
-    references: Mapping[str, str] = field(default_factory=dict)  # column -> dimension
+    # (column, dimension) pairs: a tuple, so a declaration stays immutable and hashable
+    references: tuple[tuple[str, str], ...] = ()
 
     @property
     def kind(self) -> str:
@@ -97,7 +98,7 @@ def _fact(name: str, source: str, surrogate: str, columns: pa.Schema,
     source_id = columns.names[0]
     key = (source_id, "last_updated_date", "last_updated_time")
     return WarehouseTable(name, VERSION, key, columns, f"facts.{name}", (Source(source, source_id),),
-                          True, surrogate, references)  # fmt: skip
+                          True, surrogate, tuple(references.items()))  # fmt: skip
 
 
 _FACT_TIMES = (
@@ -192,6 +193,6 @@ FOREIGN_KEYS: tuple[tuple[str, str, str, str], ...] = tuple(
     for fact in FACTS
     for column, dim in (
         *((c, "dim_date") for c in fact.date_columns),
-        *fact.references.items(),
+        *fact.references,
     )
 )

@@ -145,7 +145,7 @@ def test_every_declaration_is_whole() -> None:
             own = SOURCE_TABLES[table.sources[0].table]
             assert table.sources[0].via == own.primary_key, table.name
             assert all(p.via in own.column_names for p in table.parents), table.name
-        for column, dimension in table.references.items():
+        for column, dimension in table.references:
             assert column in table.columns and WAREHOUSE_TABLES[dimension].kind == "dim"
     for fact in FACTS:
         assert fact.grain == VERSION and fact.row_wise and fact.surrogate, fact.name

@@ -47,7 +47,7 @@ from etl.ops.doctor.lake import (
     Report,
     StoredObject,
 )
-from etl.ops.doctor.repair import RepairResult, plan, rebuild_transform_state, repair
+from etl.ops.doctor.repairs import RepairResult, plan, rebuild_transform_state, repair
 
 __all__ = [
     "ABORT_UPLOAD",

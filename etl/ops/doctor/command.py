@@ -17,7 +17,7 @@ from etl.load.target import Target
 from etl.ops.doctor.checks import check
 from etl.ops.doctor.inspect import look
 from etl.ops.doctor.lake import Lake, Report, newest_batch
-from etl.ops.doctor.repair import RepairResult, plan, repair
+from etl.ops.doctor.repairs import RepairResult, plan, repair
 from etl.storage import ObjectStore
 
 
