@@ -10,7 +10,7 @@ Three layers, so the soak's verdict and the CLI share one implementation:
 - `check` (pure, checks.py and the check_*.py it runs): the invariants over a `Lake`, one
   `Finding` per broken invariant, each with what to do and the repair actions that are
   safe.
-- `plan` / `repair` (repair.py): the actions of the findings, in a safe order, and a
+- `plan` / `repair` (repairs.py): the actions of the findings, in a safe order, and a
   function that performs them. Repair never deletes or updates a warehouse row and never
   deletes an object a manifest under `_manifests/` references. It must not run while a
   stage writes: `repair_now` checks again, plans and repairs in one step, and the caller
