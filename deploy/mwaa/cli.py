@@ -19,8 +19,10 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic.fields import FieldInfo
 
 from deploy.mwaa import airflow_api, requirements_log
 from deploy.mwaa.apply import apply
@@ -31,7 +33,6 @@ from deploy.mwaa.aws import (
 )
 from deploy.mwaa.config import (
     DAG_ID,
-    DEFAULT_AIRFLOW_VERSION,
     DeployConfig,
     DeployError,
 )
@@ -42,6 +43,7 @@ from deploy.mwaa.environment import (
 )
 from deploy.mwaa.plan import Plan
 from deploy.mwaa.secrets import Prompt
+from etl.config import declarations, extra
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,86 +62,38 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         choices=["apply", "status", "trigger", "backfill", "unpause"],
     )
     parser.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
-    _add_naming_arguments(parser, env)
-    _add_environment_arguments(parser, env)
-    _add_alerting_arguments(parser)
+    for name, info in declarations(DeployConfig).items():
+        if extra(info, "flag"):
+            _add_declared_flag(parser, env, name, info)
+    parser.add_argument("--project-root", type=Path, default=PROJECT_ROOT, help=argparse.SUPPRESS)
     _add_run_arguments(parser)
     return parser
 
 
-def _add_naming_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
-    """Which environment, in which region, under which names."""
-    parser.add_argument(
-        "--env-name", default=env.get("MWAA_ENV_NAME", ""), help="MWAA environment name"
-    )
-    parser.add_argument(
-        "--prefix", default=env.get("DEPLOY_PREFIX", "totesys"), help="start of every resource name"
-    )
-    parser.add_argument(
-        "--secrets-prefix",
-        default=env.get("MWAA_SECRETS_PREFIX", ""),
-        help="Secrets Manager prefix of the connections (default: airflow/<env-name>/connections)",
-    )
-    parser.add_argument("--region", default=env.get("AWS_DEFAULT_REGION", "eu-west-2"))
-    parser.add_argument(
-        "--break-glass-role",
-        default="",
-        help="IAM role that may read the data buckets besides the pipeline and the deployer "
-        "(default: <prefix>-break-glass)",
-    )
-    parser.add_argument("--project-root", type=Path, default=PROJECT_ROOT, help=argparse.SUPPRESS)
+# flags whose values are limited to a few words: argparse lists and checks them
+CHOICES = {"webserver_access_mode": ["PRIVATE_ONLY", "PUBLIC_ONLY"]}
 
 
-def _add_environment_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
-    """The MWAA environment itself: version, size, network, what ships."""
-    parser.add_argument("--airflow-version", default=DEFAULT_AIRFLOW_VERSION)
-    parser.add_argument("--environment-class", default="mw1.small")
-    parser.add_argument("--min-workers", type=int, default=1)
-    parser.add_argument("--max-workers", type=int, default=2)
-    parser.add_argument("--schedulers", type=int, default=2)
-    parser.add_argument(
-        "--webserver-access-mode", default="PRIVATE_ONLY", choices=["PRIVATE_ONLY", "PUBLIC_ONLY"]
-    )
-    parser.add_argument(
-        "--subnet-ids",
-        type=_csv,
-        default=_csv(env.get("MWAA_SUBNET_IDS", "")),
-        help="two private subnets, comma-separated (needed to create)",
-    )
-    parser.add_argument(
-        "--security-group-ids", type=_csv, default=_csv(env.get("MWAA_SECURITY_GROUP_IDS", ""))
-    )
-    parser.add_argument(
-        "--allow-dirty",
-        action="store_true",
-        help="ship tracked files with uncommitted changes (refused otherwise)",
-    )
-    parser.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="extra Airflow configuration option, e.g. totesys.ingest_schedule='*/5 * * * *'",
-    )
-
-
-def _add_alerting_arguments(parser: argparse.ArgumentParser) -> None:
-    """Who is emailed, and when the alarms fire (defaults: DeployConfig's)."""
-    defaults = DeployConfig("x")
-    parser.add_argument("--alert-emails", type=_csv, default=defaults.alert_emails)
-    parser.add_argument("--alert-from", default=defaults.alert_from)
-    parser.add_argument(
-        "--lag-alarm-minutes",
-        type=int,
-        default=defaults.lag_alarm_minutes,
-        help="alarm when a source change has waited longer than this to reach the warehouse",
-    )
-    parser.add_argument(
-        "--dead-man-minutes",
-        type=int,
-        default=defaults.dead_man_minutes,
-        help="alarm when no load has succeeded (or nothing reported at all) for this long",
-    )
+def _add_declared_flag(
+    parser: argparse.ArgumentParser, env: Mapping[str, str], name: str, info: FieldInfo
+) -> None:
+    """One deployment setting's flag, as DeployConfig declares it: its name, meaning,
+    default and the environment variable it falls back to (no second list of defaults)."""
+    flag, variable = str(extra(info, "flag")), extra(info, "env")
+    help_text = str(info.description or "")
+    if name == "extra_options":
+        parser.add_argument(flag, dest="option", action="append", default=[],
+                            metavar="SECTION.KEY=VALUE", help=help_text)  # fmt: skip
+        return
+    default = "" if info.is_required() else info.get_default(call_default_factory=True)
+    if isinstance(default, bool):
+        parser.add_argument(flag, action="store_true", help=help_text)
+        return
+    kind: Any = _csv if isinstance(default, tuple) else type(default)
+    if variable and env.get(variable, "").strip():
+        default = kind(env[variable])
+    parser.add_argument(flag, type=kind, default=default, choices=CHOICES.get(name),
+                        help=help_text)  # fmt: skip
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -202,28 +156,12 @@ def config_from_args(args: argparse.Namespace) -> DeployConfig:
         if not sep:
             raise DeployError(f"--option {item!r} must look like section.key=value")
         options[key.strip()] = value
-    config = DeployConfig(
-        environment_name=args.env_name,
-        prefix=args.prefix,
-        region=args.region,
-        project_root=args.project_root,
-        airflow_version=args.airflow_version,
-        environment_class=args.environment_class,
-        min_workers=args.min_workers,
-        max_workers=args.max_workers,
-        schedulers=args.schedulers,
-        webserver_access_mode=args.webserver_access_mode,
-        subnet_ids=args.subnet_ids,
-        security_group_ids=args.security_group_ids,
-        alert_emails=args.alert_emails,
-        alert_from=args.alert_from,
-        extra_options=options,
-        secrets_prefix=args.secrets_prefix,
-        lag_alarm_minutes=args.lag_alarm_minutes,
-        dead_man_minutes=args.dead_man_minutes,
-        break_glass_role=args.break_glass_role,
-        allow_dirty=args.allow_dirty,
-    )
+    flagged = {
+        name: getattr(args, str(extra(info, "flag")).removeprefix("--").replace("-", "_"))
+        for name, info in declarations(DeployConfig).items()
+        if extra(info, "flag") and name != "extra_options"
+    }
+    config = DeployConfig(**flagged, project_root=args.project_root, extra_options=options)
     config.validate()
     return config
 
