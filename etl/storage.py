@@ -160,8 +160,9 @@ class ObjectStore:
         return WrittenObject(key, len(body), hashlib.sha256(body).hexdigest())
 
     def etag(self, key: str) -> str | None:
-        """The object's ETag, or None when it does not exist: what `replace` is
-        conditional on."""
+        """The object's ETag, or None when it does not exist: what `replace_json` is
+        conditional on (a HEAD; when the document is read anyway, `get_json_version`
+        gives both in one GET)."""
         try:
             return str(self.client.head_object(Bucket=self.bucket, Key=key)["ETag"])
         except ClientError as error:
@@ -209,14 +210,25 @@ class ObjectStore:
             raise self._fail("read", key, error) from error
         except BotoCoreError as error:
             raise self._fail("read", key, error) from error
-        return ObjectReader(self, key, response["Body"])
+        return ObjectReader(self, key, response["Body"], str(response["ETag"]))
 
     def get_json(self, key: str) -> Any | None:
         """The parsed document, None when there is no object; a damaged one (not JSON, cut
         short) is refused in one line naming it."""
-        body = self.get_bytes(key)
-        if body is None:
-            return None
+        return self.get_json_version(key)[0]
+
+    def get_json_version(self, key: str) -> tuple[Any | None, str | None]:
+        """(the parsed document, its ETag), (None, None) when there is no object: one GET
+        gives both the document and the version a `replace_json` of it is conditional on,
+        so no HEAD is needed first (the conditional write itself refuses a newer version)."""
+        reader = self.open(key)
+        if reader is None:
+            return None, None
+        with reader:
+            body = reader.readall()
+        return self._parse_json(key, body), reader.etag
+
+    def _parse_json(self, key: str, body: bytes) -> Any:
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
@@ -272,11 +284,13 @@ class ObjectStore:
 
 
 class ObjectReader(io.RawIOBase):
-    """A readable S3 object body; `sha256` is the digest of what has been read so far."""
+    """A readable S3 object body; `sha256` is the digest of what has been read so far,
+    `etag` the version being read."""
 
-    def __init__(self, store: ObjectStore, key: str, body: Any) -> None:
+    def __init__(self, store: ObjectStore, key: str, body: Any, etag: str) -> None:
         self.store = store
         self.key = key
+        self.etag = etag
         self._body = body
         self._digest = hashlib.sha256()
         self.size = 0

@@ -99,6 +99,25 @@ def test_replace_is_conditional_on_the_version_read(
     assert store.get_json("state.json") == {"n": 2}
 
 
+def test_one_get_gives_the_document_and_the_version_its_replace_is_conditional_on(
+    s3: Any, new_bucket: Callable[[str], str]
+) -> None:
+    """No HEAD before a conditional write: the ETag of the GET is the version replaced,
+    and a write by anyone else since is refused by the write itself."""
+    store = ObjectStore(s3, new_bucket("storage"), create_only=True)
+    assert store.get_json_version("state.json") == (None, None)
+    first = store.replace_json("state.json", {"n": 1}, None)
+
+    document, etag = store.get_json_version("state.json")
+    assert (document, etag) == ({"n": 1}, first)
+    second = store.replace_json("state.json", {"n": 2}, etag)
+    ObjectStore(s3, store.bucket).put_json("state.json", {"n": 3})  # a late writer's
+    with pytest.raises(LeaseLostError, match="another process wrote it first"):
+        store.replace_json("state.json", {"n": 4}, second)
+
+    assert store.get_json("state.json") == {"n": 3}
+
+
 def test_errors_say_whether_retrying_can_help(s3: Any) -> None:
     missing = ObjectStore(s3, "no-such-bucket-here")
     with pytest.raises(StorageError) as terminal:

@@ -193,3 +193,29 @@ def test_a_crash_after_the_manifest_leaves_no_stale_state_snapshot(
     processed = ObjectStore(s3, settings.processed_bucket)
     snapshots = {key.split("/")[2] for key in processed.keys(SNAPSHOT_PREFIX)}
     assert snapshots == {last.batch_id}
+
+
+def test_the_stages_replace_their_state_without_a_head_first(settings: Settings, s3: Any) -> None:
+    """Each stage's state is replaced with If-Match on the ETag of the GET that read it:
+    two rounds of ingest and transform (the second replacing the first's state) send no
+    HeadObject."""
+    sent: list[str] = []
+
+    def record(model: Any, **_: Any) -> None:
+        sent.append(model.name)
+
+    s3.meta.events.register("before-call.s3.*", record)
+    try:
+        for _ in range(2):
+            ingest(settings, s3)
+            transform_pending(settings, s3)
+    finally:
+        s3.meta.events.unregister("before-call.s3.*", record)
+
+    assert "HeadObject" not in sent
+    assert sent.count("GetObject") > 0 and sent.count("PutObject") > 0
+    store = ObjectStore(s3, settings.processed_bucket)
+    processed = [layout.batch_id_of_manifest(k) for k in store.keys(layout.MANIFEST_PREFIX)]
+    assert store.get_json(STATE_KEY) == {"batch_id": processed[-1]} and len(processed) == 2
+    state = ObjectStore(s3, settings.ingestion_bucket).get_json(layout.STATE_KEY)
+    assert state is not None and state["batch_id"] == processed[-1]
