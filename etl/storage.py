@@ -159,19 +159,6 @@ class ObjectStore:
             raise self._fail("write", key, error) from error
         return WrittenObject(key, len(body), hashlib.sha256(body).hexdigest())
 
-    def etag(self, key: str) -> str | None:
-        """The object's ETag, or None when it does not exist: what `replace_json` is
-        conditional on (a HEAD; when the document is read anyway, `get_json_version`
-        gives both in one GET)."""
-        try:
-            return str(self.client.head_object(Bucket=self.bucket, Key=key)["ETag"])
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-                return None
-            raise self._fail("read", key, error) from error
-        except BotoCoreError as error:
-            raise self._fail("read", key, error) from error
-
     def replace_json(self, key: str, document: Any, etag: str | None) -> str:
         """Write `document` over the object only if it is still the version whose ETag was
         `etag` (None: only if there is still no object); returns the new ETag. A writer

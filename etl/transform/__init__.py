@@ -1,2 +1,3 @@
 """Remodel ingested batches into the star schema: pure functions over Arrow tables
-(`remodel` and the per-table builders) apart from the S3 adapter in `batch.py`."""
+(`remodel` and the per-table builders, `build.py` for a whole batch), reading and
+orchestration in `batch.py`, writing in `publish.py` (files, then manifest, then state)."""

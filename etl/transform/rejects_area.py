@@ -39,8 +39,7 @@ class Cursor:
 
 
 def read_cursor(processed: ObjectStore) -> Cursor:
-    etag = processed.etag(REPORTED_KEY)
-    document = processed.get_json(REPORTED_KEY) if etag else None
+    document, etag = processed.get_json_version(REPORTED_KEY)  # one GET, no HEAD first
     if document is not None and not isinstance(document, dict):
         raise processed.damaged(REPORTED_KEY, "not a report cursor document")
     return Cursor(str((document or {}).get("batch_id") or ""), etag)

@@ -6,6 +6,7 @@ them."""
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 from collections.abc import Callable
@@ -71,4 +72,8 @@ def render_pages() -> None:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(
+        prog="python -m tests.docs.test_settings_tables",
+        description="Render the settings tables in docs/ again from the declarations.",
+    ).parse_args()
     render_pages()
