@@ -65,25 +65,30 @@ def monitored_load(
     s3: Any,
     sink: MetricsSink,
     report_set_aside: Callable[[Connection], object] | None = None,
+    measure_lag: bool = True,
 ) -> list[LoadResult]:
     """load_pending, then on the run's own warehouse connection (the lease released): the
     metrics' reads and `report_set_aside`, the DAG's email of the rows load set aside. A
-    load run opens two warehouse connections, the lease's and this one."""
+    load run opens two warehouse connections, the lease's and this one. `measure_lag`
+    False leaves WarehouseLagSeconds to a freshness check that follows the load (the DAG's
+    freshness task): one lag scan per run, not two."""
     started = time.perf_counter()
     with loading(settings, s3) as run:
         seconds = time.perf_counter() - started
         if not isinstance(sink, NoMetrics):  # no listing, no lag scan of both databases for nothing
-            sink.send(_load_metrics(settings, s3, run, seconds))
+            sink.send(_load_metrics(settings, s3, run, seconds, measure_lag))
         if report_set_aside is not None:
             report_set_aside(run.conn)
     return run.results
 
 
-def _load_metrics(settings: Settings, s3: Any, run: LoadRun, seconds: float) -> list[Metric]:
+def _load_metrics(
+    settings: Settings, s3: Any, run: LoadRun, seconds: float, measure_lag: bool
+) -> list[Metric]:
     processed = ObjectStore(s3, settings.processed_bucket)
     waiting = pending_load(processed, run.last_loaded)
     recorded = metrics.load_run([r.tables for r in run.results], seconds, len(waiting))
-    if settings.totesys_db_url:  # the lag just after a load: what the warehouse now misses
+    if measure_lag and settings.totesys_db_url:  # the lag just after a load
         now = datetime.now(UTC).replace(tzinfo=None)
         lag = check_on(run.conn, settings, now, timedelta(0), processed)
         recorded.append(metrics.warehouse_lag(lag.waited))

@@ -71,5 +71,13 @@ def test_a_monitored_load_opens_two_warehouse_connections_and_emails_its_set_asi
     assert [r.batch_id for r in loaded] == emailed and len(emailed) == 1
     lags = [r for r in read_local(tmp_path / "metrics.jsonl") if r["name"] == "WarehouseLagSeconds"]
     assert len(lags) == 1
-    assert monitored_load(settings, s3, sink, report) == []
+    opened = count_connections(monkeypatch)
+    # as the DAG's load task calls it: the freshness task after it measures the lag
+    assert monitored_load(settings, s3, sink, report, measure_lag=False) == []
+    monkeypatch.undo()
+
+    assert opened == {dbname(settings.warehouse_db_url): 2}, "no lag scan of the source"
     assert len(emailed) == 1, "a batch's set-aside rows are emailed once"
+    after = read_local(tmp_path / "metrics.jsonl")
+    assert [r for r in after if r["name"] == "WarehouseLagSeconds"] == lags
+    assert [r["value"] for r in after if r["name"] == "BatchesPending"] == [0, 0]
