@@ -4,16 +4,16 @@ etl.transform.rejects_area remembers the last batch reported)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 from typing import Any
 
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
-from etl.config import Settings
 from etl.errors import LeaseLostError
 from etl.load import too_large
-from etl.load.loader import connect_warehouse
+from etl.load.apply import Connection
 from etl.storage import ObjectStore
 from etl.transform import rejects, rejects_area
 from totesys_airflow.config import DagConfig
@@ -64,15 +64,17 @@ def _send(notifier: SmtpNotifier, context: Any, batch: rejects_area.BatchRejects
     return True
 
 
-def email_load_set_aside_rows(config: DagConfig, settings: Settings, context: Any) -> list[str]:
+def email_load_set_aside_rows(config: DagConfig, warehouse: Connection, context: Any) -> list[str]:
     """Email every batch whose rows load set aside (too large for this warehouse's
-    columns) and that was not emailed yet; returns the batch ids emailed."""
+    columns) and that was not emailed yet; returns the batch ids emailed. `warehouse` is
+    the load run's own connection (etl.ops.monitoring.monitored_load hands it over)."""
     notifier = _email(config)
     try:
-        with connect_warehouse(settings) as conn:
-            return too_large.report_unreported(conn, lambda batch: _send(notifier, context, batch))
+        return too_large.report_unreported(warehouse, lambda batch: _send(notifier, context, batch))
     except Exception:  # the rows were loaded or set aside already; the next load retries
         log.exception("emails of rows set aside at load not sent; the next load tries again")
+        with contextlib.suppress(Exception):  # a broken connection is closed by its owner
+            warehouse.rollback()
         return []
 
 

@@ -27,6 +27,8 @@ from etl.tables import source_table
 from etl.transform.batch import open_rejects
 from etl.warehouse import FACTS
 
+Connection = psycopg.Connection[tuple[Any, ...]]
+
 SOURCE_FACT_TABLES = ("sales_order", "purchase_order", "payment")
 
 
@@ -46,7 +48,14 @@ class Freshness:
 
 
 def warehouse_newest(settings: Settings) -> datetime | None:
-    target = Target(settings.warehouse_schema, settings.warehouse_names)
+    with connect(settings.warehouse_db_url, "the warehouse") as conn:
+        return newest_in_warehouse(
+            conn, Target(settings.warehouse_schema, settings.warehouse_names)
+        )
+
+
+def newest_in_warehouse(conn: Connection, target: Target) -> datetime | None:
+    """The newest source change the warehouse's facts hold, read on `conn`."""
     parts = [
         sql.SQL("SELECT max({d} + {t}) FROM {table}").format(
             d=target.column(f.name, "last_updated_date"),
@@ -58,13 +67,12 @@ def warehouse_newest(settings: Settings) -> datetime | None:
     query = sql.SQL("SELECT max(m) FROM ({}) AS newest(m)").format(
         sql.SQL(" UNION ALL ").join(parts)
     )
-    with connect(settings.warehouse_db_url, "the warehouse") as conn:
-        try:
-            row = conn.execute(query).fetchone()
-        except psycopg.errors.UndefinedTable as error:
-            raise EtlError(
-                f"warehouse: {one_line(error)}; run init-warehouse or set WAREHOUSE_NAME_MAP"
-            ) from None
+    try:
+        row = conn.execute(query).fetchone()
+    except psycopg.errors.UndefinedTable as error:
+        raise EtlError(
+            f"warehouse: {one_line(error)}; run init-warehouse or set WAREHOUSE_NAME_MAP"
+        ) from None
     return None if row is None else row[0]
 
 
@@ -134,6 +142,21 @@ def set_aside_versions(settings: Settings, processed: ObjectStore | None) -> Set
     transform (open rejects) or waiting for a dimension row. A change that is set aside is
     reported by its own email; it must not also age into a freshness breach every run."""
     settings.require("totesys_db_url", "warehouse_db_url")
+    rejected = _open_rejects(processed)
+    with connect(settings.warehouse_db_url, "the warehouse") as conn:
+        return set_aside_in(conn, rejected)
+
+
+def _open_rejects(processed: ObjectStore | None) -> list[dict[str, Any]]:
+    if processed is None:
+        return []
+    rows: list[dict[str, Any]] = open_rejects(processed).to_pylist()
+    return rows
+
+
+def set_aside_in(conn: Connection, rejected: list[dict[str, Any]]) -> SetAside:
+    """set_aside_versions: the open `rejected` rows of transform, and the versions waiting
+    or set aside at load read on the warehouse connection `conn`."""
     found: SetAside = {source: ([], []) for source, _ in FACT_SOURCE_KEYS.values()}
 
     def add(fact: str, key: Any, updated: datetime | None) -> None:
@@ -142,15 +165,13 @@ def set_aside_versions(settings: Settings, processed: ObjectStore | None) -> Set
             ids.append(int(key))
             times.append(updated)
 
-    if processed is not None:
-        for row in open_rejects(processed).to_pylist():
-            add(row["table"], row["key"], row["last_updated"])
-    with connect(settings.warehouse_db_url, "the warehouse") as conn:
-        bookkeeping.check(conn)  # read only what is the loader's own
-        for versions in (waiting.versions(conn), too_large.fact_versions(conn)):
-            for fact, rows in versions.items():
-                for key, updated in rows:
-                    add(fact, key, updated)
+    for row in rejected:
+        add(row["table"], row["key"], row["last_updated"])
+    bookkeeping.check(conn)  # read only what is the loader's own
+    for versions in (waiting.versions(conn), too_large.fact_versions(conn)):
+        for fact, rows in versions.items():
+            for key, updated in rows:
+                add(fact, key, updated)
     return found
 
 
@@ -192,6 +213,34 @@ def check(
 ) -> FreshnessCheck:
     """`now` is naive UTC; the source's timestamps are read in its own zone."""
     settings.require("totesys_db_url", "warehouse_db_url")
-    missing = oldest_missing(settings, warehouse_newest(settings), set_aside)
+    return _checked(settings, now, threshold, warehouse_newest(settings), set_aside)
+
+
+def check_on(
+    conn: Connection,
+    settings: Settings,
+    now: datetime,
+    threshold: timedelta,
+    processed: ObjectStore | None,
+) -> FreshnessCheck:
+    """check, leaving out set_aside_versions, with the warehouse read on `conn` (a load's
+    own connection, committed before the source is scanned): one lag scan per load, and no
+    warehouse connection of its own."""
+    settings.require("totesys_db_url", "warehouse_db_url")
+    rejected = _open_rejects(processed)
+    aside = set_aside_in(conn, rejected)
+    newest = newest_in_warehouse(conn, Target(settings.warehouse_schema, settings.warehouse_names))
+    conn.commit()  # the source scan may take longer than the idle-in-transaction timeout
+    return _checked(settings, now, threshold, newest, aside)
+
+
+def _checked(
+    settings: Settings,
+    now: datetime,
+    threshold: timedelta,
+    newest: datetime | None,
+    set_aside: SetAside | None,
+) -> FreshnessCheck:
+    missing = oldest_missing(settings, newest, set_aside)
     waited = None if missing is None else now - as_utc(missing, settings.source_zone)
     return FreshnessCheck(missing, waited, threshold)

@@ -10,17 +10,18 @@ at all: after a load the lag is a scan of the fact tables of both databases."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from etl.config import Settings
 from etl.ingest.run import IngestResult, ingest
 from etl.ingest.window import Window
-from etl.load import ledger
-from etl.load.loader import LoadResult, connect_warehouse, load_pending
+from etl.load.apply import Connection
+from etl.load.loader import LoadResult, LoadRun, loading
 from etl.ops import metrics
-from etl.ops.freshness import FreshnessCheck, check, set_aside_versions
-from etl.ops.metrics import MetricsSink, NoMetrics
+from etl.ops.freshness import FreshnessCheck, check, check_on, set_aside_versions
+from etl.ops.metrics import Metric, MetricsSink, NoMetrics
 from etl.ops.status import pending_load, pending_transform
 from etl.storage import ObjectStore
 from etl.transform.batch import TransformResult, transform_pending
@@ -59,22 +60,39 @@ def monitored_transform(
     return results
 
 
-def monitored_load(settings: Settings, s3: Any, sink: MetricsSink) -> list[LoadResult]:
+def monitored_load(
+    settings: Settings,
+    s3: Any,
+    sink: MetricsSink,
+    report_set_aside: Callable[[Connection], object] | None = None,
+    measure_lag: bool = True,
+) -> list[LoadResult]:
+    """load_pending, then on the run's own warehouse connection (the lease released): the
+    metrics' reads and `report_set_aside`, the DAG's email of the rows load set aside. A
+    load run opens two warehouse connections, the lease's and this one. `measure_lag`
+    False leaves WarehouseLagSeconds to a freshness check that follows the load (the DAG's
+    freshness task): one lag scan per run, not two."""
     started = time.perf_counter()
-    results = load_pending(settings, s3)
-    seconds = time.perf_counter() - started
-    if isinstance(sink, NoMetrics):  # no listing, no lag scan of both databases for nothing
-        return results
-    with connect_warehouse(settings) as conn:
-        last = ledger.last_loaded(conn)
-    waiting = pending_load(ObjectStore(s3, settings.processed_bucket), last)
-    recorded = metrics.load_run([r.tables for r in results], seconds, len(waiting))
-    if settings.totesys_db_url:  # the lag just after a load: what the warehouse now misses
+    with loading(settings, s3) as run:
+        seconds = time.perf_counter() - started
+        if not isinstance(sink, NoMetrics):  # no listing, no lag scan of both databases for nothing
+            sink.send(_load_metrics(settings, s3, run, seconds, measure_lag))
+        if report_set_aside is not None:
+            report_set_aside(run.conn)
+    return run.results
+
+
+def _load_metrics(
+    settings: Settings, s3: Any, run: LoadRun, seconds: float, measure_lag: bool
+) -> list[Metric]:
+    processed = ObjectStore(s3, settings.processed_bucket)
+    waiting = pending_load(processed, run.last_loaded)
+    recorded = metrics.load_run([r.tables for r in run.results], seconds, len(waiting))
+    if measure_lag and settings.totesys_db_url:  # the lag just after a load
         now = datetime.now(UTC).replace(tzinfo=None)
-        aside = set_aside_versions(settings, ObjectStore(s3, settings.processed_bucket))
-        recorded.append(metrics.warehouse_lag(check(settings, now, timedelta(0), aside).waited))
-    sink.send(recorded)
-    return results
+        lag = check_on(run.conn, settings, now, timedelta(0), processed)
+        recorded.append(metrics.warehouse_lag(lag.waited))
+    return recorded
 
 
 def monitored_freshness(
