@@ -34,13 +34,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 
 from etl import bookkeeping
-from etl.config import Settings
+from etl.config import Secret, Settings
 from etl.database import APPLICATION_NAME as PIPELINE_APPLICATION
 from etl.database import connect
 from etl.errors import (
@@ -221,16 +221,52 @@ def current_holder(conn: Connection, stage: str) -> Holder | None:
     return None if row is None else Holder(int(row[0]), str(row[1]), row[2])
 
 
+@dataclass(frozen=True)
+class LeaseTerms:
+    """What taking a lease needs and nothing more: the warehouse that holds it, how long to
+    wait for it, and how long a holder that stopped answering keeps it."""
+
+    warehouse_db_url: Secret
+    wait: timedelta
+    timeout: timedelta
+
+    @classmethod
+    def of(cls, settings: Settings) -> LeaseTerms:
+        settings.require("warehouse_db_url")
+        assert settings.warehouse_db_url is not None
+        return cls(settings.warehouse_db_url, settings.lease_wait, settings.lease_timeout)
+
+
+def _wait_for_lock(conn: Connection, stage: str, wait: timedelta) -> None:
+    """Try the stage's advisory lock every POLL_SECONDS until `wait` is over, then give up
+    naming whoever holds it (a try-lock: a wait never blocks on a lock of unknown owner)."""
+    deadline = time.monotonic() + wait.total_seconds()
+    waited = False
+    while True:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (STAGE_KEYS[stage],)).fetchone()
+        if row is not None and row[0]:
+            return
+        if not waited:
+            log_event(logger, "lease_wait", stage=stage)
+            waited = True
+        if time.monotonic() >= deadline:
+            shown = busy_holder(conn, stage)
+            raise LeaseBusyError(
+                f"the {stage} lease is held by {shown}; gave up after"
+                f" {wait.total_seconds():.0f}s, nothing written"
+            )
+        time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+
+
 @contextmanager
-def hold(settings: Settings, stage: str) -> Iterator[Lease]:
-    """Hold `stage`'s lease for the block: wait up to settings.lease_wait for it, else
+def hold(terms: LeaseTerms, stage: str) -> Iterator[Lease]:
+    """Hold `stage`'s lease for the block: wait up to `terms.wait` for it, else
     LeaseBusyError naming the holder."""
     if stage not in STAGE_KEYS:
         raise ConfigError(f"no lease for stage {stage!r}")
-    settings.require("warehouse_db_url")
-    timeout = settings.lease_timeout.total_seconds()
+    timeout = terms.timeout.total_seconds()
     conn = connect(
-        settings.warehouse_db_url,
+        terms.warehouse_db_url,
         f"the warehouse (which holds the {stage} lease)",
         **_keepalive_options(timeout),
     )
@@ -240,24 +276,9 @@ def hold(settings: Settings, stage: str) -> Iterator[Lease]:
         conn.execute(
             "SELECT set_config('idle_session_timeout', %s, false)", (str(int(timeout * 1000)),)
         )
-        bookkeeping.bounded_locks(conn, settings.lease_wait)
+        bookkeeping.bounded_locks(conn, terms.wait)
         _ensure_table(conn)
-        deadline = time.monotonic() + settings.lease_wait.total_seconds()
-        waited = False
-        while True:
-            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (STAGE_KEYS[stage],)).fetchone()
-            if row is not None and row[0]:
-                break
-            if not waited:
-                log_event(logger, "lease_wait", stage=stage)
-                waited = True
-            if time.monotonic() >= deadline:
-                shown = busy_holder(conn, stage)
-                raise LeaseBusyError(
-                    f"the {stage} lease is held by {shown}; gave up after"
-                    f" {settings.lease_wait.total_seconds():.0f}s, nothing written"
-                )
-            time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        _wait_for_lock(conn, stage, terms.wait)
         generated = conn.execute(
             "INSERT INTO etl.stage_lease AS l (stage, generation, holder, since)"
             " VALUES (%s, 1, %s, now()) ON CONFLICT (stage) DO UPDATE"

@@ -30,7 +30,7 @@ from etl.ingest.publish import (
 )
 from etl.ingest.watermark import IngestState
 from etl.ingest.window import Window
-from etl.lease import Lease, hold
+from etl.lease import Lease, LeaseTerms, hold
 from etl.logs import log_event
 from etl.manifests import ingestion as ingestion_manifest
 from etl.manifests.ingestion import IngestionManifest
@@ -110,7 +110,7 @@ def ingest(
     changes since the bookmarks, and leaves the bookmarks as they are (etl.ingest.window)."""
     settings.require("totesys_db_url", "ingestion_bucket", "warehouse_db_url")
     batch_id = layout.batch_id_for(batch_ts or datetime.now(UTC))
-    with hold(settings, "ingest") as lease:
+    with hold(LeaseTerms.of(settings), "ingest") as lease:
         return _ingest(settings, s3_client, batch_id, full_refresh, on_step, lease, window)
 
 

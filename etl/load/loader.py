@@ -18,7 +18,7 @@ from psycopg import sql
 from etl import layout
 from etl.config import Settings
 from etl.errors import EtlError
-from etl.lease import hold
+from etl.lease import LeaseTerms, hold
 from etl.load import ledger
 from etl.load.apply import Connection, LoadResult, StepHook
 from etl.load.replay import replay
@@ -67,7 +67,7 @@ def loading(
     the server ends a session idle in a transaction after the lease timeout)."""
     settings.require("warehouse_db_url", "processed_bucket")
     with ExitStack() as kept:
-        with hold(settings, "load") as lease, ExitStack() as during:
+        with hold(LeaseTerms.of(settings), "load") as lease, ExitStack() as during:
             conn = during.enter_context(connect_warehouse(settings))
             session = start_session(settings, s3_client, conn, lease)
             before = ledger.last_loaded(conn)

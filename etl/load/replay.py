@@ -7,7 +7,7 @@ from typing import Any
 from etl import layout
 from etl.config import Settings
 from etl.errors import ConfigError, EtlError
-from etl.lease import hold
+from etl.lease import LeaseTerms, hold
 from etl.load import ledger
 from etl.load.apply import LoadResult, StepHook
 from etl.load.session import apply_batches, connect_warehouse, start_session
@@ -34,7 +34,7 @@ def replay(
             f"replay: {', '.join(unknown) or 'no table'} is not a warehouse table"
             f" (one of {', '.join(WAREHOUSE_TABLES)}, or --all)"
         )
-    with hold(settings, "load") as lease, connect_warehouse(settings) as conn:
+    with hold(LeaseTerms.of(settings), "load") as lease, connect_warehouse(settings) as conn:
         session = start_session(settings, s3_client, conn, lease)
         loaded = set(ledger.loaded_batches(conn))
         conn.commit()

@@ -33,7 +33,7 @@ from etl import layout
 from etl.config import Settings
 from etl.csv_format import BLOCK_SIZE, iter_extract
 from etl.errors import EtlError
-from etl.lease import Lease, hold
+from etl.lease import Lease, LeaseTerms, hold
 from etl.logs import log_event
 from etl.manifests import ingestion as ingestion_manifest
 from etl.manifests import processed as processed_manifest
@@ -304,7 +304,7 @@ def transform_pending(
     """Transform every ingestion batch not processed yet, oldest first (up to `up_to`);
     `block_size` is how many bytes of CSV are parsed at a time. Holds the transform lease."""
     settings.require("ingestion_bucket", "processed_bucket", "warehouse_db_url")
-    with hold(settings, "transform") as lease:
+    with hold(LeaseTerms.of(settings), "transform") as lease:
         return _transform_pending(settings, s3_client, up_to, on_step, block_size, lease)
 
 

@@ -9,12 +9,12 @@ import sys
 
 from etl.config import Settings
 from etl.errors import EXIT_LEASE, LeaseError
-from etl.lease import hold
+from etl.lease import LeaseTerms, hold
 
 
 def main(stage: str) -> int:
     settings = Settings.from_env(os.environ)
-    with hold(settings, stage) as lease:
+    with hold(LeaseTerms.of(settings), stage) as lease:
         print(f"held {lease.generation}", flush=True)
         sys.stdin.readline()
         try:

@@ -133,10 +133,10 @@ def test_a_trigger_on_the_loaders_own_bookkeeping_is_refused(
     settings: Settings, s3: Any, logins: Logins
 ) -> None:
     from etl.errors import ConfigError
-    from etl.lease import hold
+    from etl.lease import LeaseTerms, hold
 
     loader = as_loader(settings, logins)
-    with hold(loader, "load"):
+    with hold(LeaseTerms.of(loader), "load"):
         pass  # creates the schema and the lease table as the loader
     with psycopg.connect(logins.loader, autocommit=True) as conn:
         conn.execute(
@@ -145,7 +145,10 @@ def test_a_trigger_on_the_loaders_own_bookkeeping_is_refused(
                CREATE TRIGGER audit BEFORE UPDATE ON etl.stage_lease
                  FOR EACH ROW EXECUTE FUNCTION public.noop();"""
         )
-    with pytest.raises(ConfigError, match=r"trigger etl\.stage_lease audit"), hold(loader, "load"):
+    with (
+        pytest.raises(ConfigError, match=r"trigger etl\.stage_lease audit"),
+        hold(LeaseTerms.of(loader), "load"),
+    ):
         pass
 
 

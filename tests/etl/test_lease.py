@@ -20,7 +20,7 @@ from devstack.stack import StackEndpoints
 from etl.config import Settings
 from etl.errors import EXIT_LEASE, LeaseBusyError
 from etl.ingest.run import ingest
-from etl.lease import hold
+from etl.lease import LeaseTerms, hold
 from etl.storage import ObjectStore
 from tests.conftest import REPO_ROOT
 from tests.etl.test_main import env_for, run_etl
@@ -109,7 +109,9 @@ def test_a_killed_holder_frees_the_lease_without_anyone_acting(
     with holder(env, "transform") as (process, generation):
         process.send_signal(signal.SIGKILL)
         process.wait(30)
-        with hold(replace(settings, lease_wait=timedelta(seconds=60)), "transform") as lease:
+        with hold(
+            LeaseTerms.of(replace(settings, lease_wait=timedelta(seconds=60))), "transform"
+        ) as lease:
             taken = lease.generation
 
     assert taken == generation + 1
@@ -123,7 +125,7 @@ def test_a_paused_holder_that_resumes_after_a_takeover_cannot_commit(
         os.kill(process.pid, signal.SIGSTOP)
         try:
             successor = replace(settings, lease_wait=timedelta(seconds=120))
-            with hold(successor, "ingest") as lease:
+            with hold(LeaseTerms.of(successor), "ingest") as lease:
                 taken = lease.generation
                 os.kill(process.pid, signal.SIGCONT)
                 code, out = finish(process)

@@ -80,7 +80,7 @@ def run(settings: Settings, s3_client: Any, fix: bool, say: Callable[[str], None
     if fix and not report.healthy:
         with ExitStack() as leases:  # no stage writes while the repair does
             for stage in ("ingest", "transform", "load"):
-                leases.enter_context(lease.hold(settings, stage))
+                leases.enter_context(lease.hold(lease.LeaseTerms.of(settings), stage))
             result = repair_now(settings, s3_client, say)
         for line in result.done:
             say(f"done: {line}")
