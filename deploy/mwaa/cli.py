@@ -90,7 +90,7 @@ def _add_declared_flag(
         parser.add_argument(flag, action="store_true", help=help_text)
         return
     kind: Any = _csv if isinstance(default, tuple) else type(default)
-    if variable and env.get(variable, "").strip():
+    if variable and variable in env:  # set, even to nothing: taken as it is, as typed
         default = kind(env[variable])
     parser.add_argument(flag, type=kind, default=default, choices=CHOICES.get(name),
                         help=help_text)  # fmt: skip

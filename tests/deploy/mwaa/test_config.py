@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import sys
 
-from deploy.mwaa.cli import _parser
-from deploy.mwaa.config import DeployConfig
+import pytest
+
+from deploy.mwaa.cli import _parser, config_from_args
+from deploy.mwaa.config import DeployConfig, DeployError
 from etl.config import AlertSettings, declarations, extra
 from tests.conftest import REPO_ROOT
 
@@ -52,3 +54,10 @@ def test_a_declared_environment_fallback_is_the_one_the_flag_reads() -> None:
         flag = str(extra(info, "flag"))
         read = getattr(parser.parse_args([]), flag.removeprefix("--").replace("-", "_"))
         assert read in (value, tuple(value.split(","))), f"{flag} does not fall back to {variable}"
+
+
+def test_a_variable_set_to_nothing_is_refused_not_replaced_by_the_default() -> None:
+    """An empty DEPLOY_PREFIX must not quietly aim the deploy at the default `totesys-<env>`."""
+    args = _parser({"MWAA_ENV_NAME": "prod", "DEPLOY_PREFIX": ""}).parse_args([])
+    with pytest.raises(DeployError, match=r"^prefix '': lower-case letters"):
+        config_from_args(args)
