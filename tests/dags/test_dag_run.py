@@ -143,37 +143,39 @@ def test_a_run_with_a_poison_row_succeeds_and_emails_it_once(
         )
     with psycopg.connect(airflow_stack.warehouse_db_url) as conn:
         conn.execute("ALTER TABLE fact_payment ALTER COLUMN payment_amount TYPE numeric(9, 2)")
+    try:
+        run = dags_test(env, "2026-11-28T13:30:00+00:00", FORCE_LOAD)
 
-    run = dags_test(env, "2026-11-28T13:30:00+00:00", FORCE_LOAD)
+        assert run_succeeded(run), run.output[-3000:]
+        sent = new_messages(airflow_stack, mails)
+        assert [m["Subject"].split(" in batch")[0] for m in sent] == [
+            "[totesys] 1 row(s) set aside"
+        ] * 2
+        body = sent[0].get_body().get_content()
+        assert f"fact_sales_order sales_order_id={poisoned}" in body
+        assert "agreed_delivery_date = &#39;2024-02-30&#39;" in body and "Failed to parse" in body
+        at_load = sent[1].get_body().get_content()
+        assert "fact_payment payment_id=1" in at_load and "numeric(9, 2)" in at_load
 
-    assert run_succeeded(run), run.output[-3000:]
-    sent = new_messages(airflow_stack, mails)
-    assert [m["Subject"].split(" in batch")[0] for m in sent] == [
-        "[totesys] 1 row(s) set aside"
-    ] * 2
-    body = sent[0].get_body().get_content()
-    assert f"fact_sales_order sales_order_id={poisoned}" in body
-    assert "agreed_delivery_date = &#39;2024-02-30&#39;" in body and "Failed to parse" in body
-    at_load = sent[1].get_body().get_content()
-    assert "fact_payment payment_id=1" in at_load and "numeric(9, 2)" in at_load
-
-    again = dags_test(env, "2026-11-28T13:45:00+00:00", FORCE_LOAD)
-    assert run_succeeded(again)
-    assert len(new_messages(airflow_stack, mails)) == 2, "a batch's rows are emailed once"
-    with psycopg.connect(url) as conn:  # corrected: the next run loads them, quietly
-        conn.execute(
-            "UPDATE sales_order SET agreed_delivery_date = '2024-03-01',"
-            " last_updated = now()::timestamp(3) WHERE sales_order_id = 1"
-        )
-        conn.execute(
-            "UPDATE payment SET payment_amount = 100, last_updated = now()::timestamp(3)"
-            " WHERE payment_id = 1"
-        )
-    assert run_succeeded(dags_test(env, "2026-11-28T14:00:00+00:00", FORCE_LOAD))
-    assert len(new_messages(airflow_stack, mails)) == 2
-    with psycopg.connect(airflow_stack.warehouse_db_url) as conn:
-        assert conn.execute(
-            "SELECT payment_amount FROM fact_payment WHERE payment_id = 1"
-            " ORDER BY last_updated_date DESC, last_updated_time DESC LIMIT 1"
-        ).fetchone() == (Decimal("100.00"),)
-        conn.execute("ALTER TABLE fact_payment ALTER COLUMN payment_amount TYPE numeric")
+        again = dags_test(env, "2026-11-28T13:45:00+00:00", FORCE_LOAD)
+        assert run_succeeded(again)
+        assert len(new_messages(airflow_stack, mails)) == 2, "a batch's rows are emailed once"
+        with psycopg.connect(url) as conn:  # corrected: the next run loads them, quietly
+            conn.execute(
+                "UPDATE sales_order SET agreed_delivery_date = '2024-03-01',"
+                " last_updated = now()::timestamp(3) WHERE sales_order_id = 1"
+            )
+            conn.execute(
+                "UPDATE payment SET payment_amount = 100, last_updated = now()::timestamp(3)"
+                " WHERE payment_id = 1"
+            )
+        assert run_succeeded(dags_test(env, "2026-11-28T14:00:00+00:00", FORCE_LOAD))
+        assert len(new_messages(airflow_stack, mails)) == 2
+        with psycopg.connect(airflow_stack.warehouse_db_url) as conn:
+            assert conn.execute(
+                "SELECT payment_amount FROM fact_payment WHERE payment_id = 1"
+                " ORDER BY last_updated_date DESC, last_updated_time DESC LIMIT 1"
+            ).fetchone() == (Decimal("100.00"),)
+    finally:  # the module's later tests share this warehouse: never leave it narrowed
+        with psycopg.connect(airflow_stack.warehouse_db_url) as conn:
+            conn.execute("ALTER TABLE fact_payment ALTER COLUMN payment_amount TYPE numeric")
