@@ -211,12 +211,16 @@ def test_the_graph_shows_every_task_in_order(
     # opened with "graph" gives the graph its wide panel, as a returning user sees it.
     browser.evaluate(f"localStorage.setItem('dag_view-{DAG_ID}', JSON.stringify('graph'))")
     browser.open(page)
-    nodes = browser.wait_for(
-        f"document.querySelectorAll('.react-flow__node').length >= {len(TASK_IDS)}"
-        " && [...document.querySelectorAll('.react-flow__node')].map(n => n.innerText)",
+    # React Flow renders each node hidden until it has measured it, so a node's visible
+    # text may be empty for a moment after the nodes exist: poll until every task shows.
+    labels = "[...document.querySelectorAll('.react-flow__node')].map(n => n.innerText)"
+    shown = browser.wait_for(
+        f"(() => {{ const labels = {labels};"
+        f" return {json.dumps(TASK_IDS)}.every(t => labels.some(l => l.includes(t)))"
+        " && labels; })()",
         timeout=60,
     )
-    assert all(any(task in node for node in nodes) for task in TASK_IDS), nodes
+    assert all(any(task in label for label in shown) for task in TASK_IDS), shown
     assert (
         browser.wait_for("document.querySelectorAll('.react-flow__edge').length", 60)
         >= len(TASK_IDS) - 1
