@@ -21,8 +21,8 @@ from typing import Any
 from croniter import croniter  # type: ignore[import-untyped]
 
 from deploy.mwaa.config import DeployError
+from etl.config import Settings, declarations, extra
 from etl.errors import ConfigError
-from etl.names import IDENTIFIER, WarehouseNames
 
 SECTION = "totesys"
 DAG_CONFIG = Path("dags") / "totesys_airflow" / "config.py"
@@ -82,13 +82,31 @@ def check_dag_options(options: Mapping[str, str], project_root: Path) -> Any:
             f"option {SECTION}.ingest_schedule {schedule!r} is not a cron expression "
             "(five fields, e.g. '*/5 * * * *', or a preset such as @hourly)"
         )
-    if not IDENTIFIER.match(str(config.warehouse_schema)):
-        raise DeployError(f"option {SECTION}.warehouse_schema is not a plain identifier")
-    try:
-        WarehouseNames.parse(str(config.warehouse_name_map))
-    except ConfigError as error:
-        raise DeployError(f"option {SECTION}.warehouse_name_map: {error}") from None
+    _check_pipeline_settings(config, given=set(env))
     return config
+
+
+def _check_pipeline_settings(config: Any, given: set[str]) -> None:
+    """The pipeline settings among the options, read by `etl.config.Settings` as each task
+    will read them: a value it refuses (a time zone that does not exist, a schema that is
+    not an identifier) would otherwise fail every task on MWAA, one email each. Each option
+    given is read alone first, so the error names it; then all together, for the checks
+    that join two settings."""
+    texts = config.pipeline_options()
+    owners = {extra(info, "setting"): name for name, info in declarations(type(config)).items()}
+    for setting, text in texts.items():
+        option = owners[setting]
+        if f"AIRFLOW__TOTESYS__{option.upper()}" not in given:
+            continue
+        try:
+            # a file stands in, so `metrics_sink=local` is read alone; all together check it
+            Settings.from_text({setting: text}, metrics_file="stand-in")
+        except ConfigError as error:
+            raise DeployError(f"option {SECTION}.{option}: {error}") from None
+    try:
+        Settings.from_text(texts)
+    except ConfigError as error:
+        raise DeployError(f"options {SECTION}.*: {error}") from None
 
 
 def _valid_cron(expression: str) -> bool:

@@ -91,7 +91,15 @@ def test_every_value_is_checked_before_the_first_secret_is_written(
      "option totesys.ingest_schedule '*/5 * * * MON-FRY' is not a cron expression"),
     ("totesys.load_every_minute=5",
      "option totesys.load_every_minute: the DAG has no such setting (did you mean totesys.load_every_minutes?)"),
-    ("totesys.warehouse_schema=dw; drop", "option totesys.warehouse_schema is not a plain identifier"),
+    ("totesys.warehouse_schema=dw; drop",
+     "option totesys.warehouse_schema: WAREHOUSE_SCHEMA 'dw; drop' is not a plain identifier"),
+    # the pipeline settings among the options, read as every task would read them
+    ("totesys.source_timezone=Mars/Olympus",
+     "option totesys.source_timezone: SOURCE_TIMEZONE 'Mars/Olympus' is not an IANA time zone"),
+    ("totesys.bad_row_policy=skip",
+     "option totesys.bad_row_policy: BAD_ROW_POLICY 'skip' is not one of set_aside, fail"),
+    ("totesys.warehouse_name_map=dim_date",
+     "option totesys.warehouse_name_map: WAREHOUSE_NAME_MAP: 'dim_date' is not canonical=target"),
 ])  # fmt: skip
 def test_a_dag_setting_the_dag_could_not_read_is_refused_before_anything_is_written(
     deployment: Deployment, option: str, error: str, capsys: pytest.CaptureFixture[str]
