@@ -57,11 +57,11 @@ SELECT kind, name, owner FROM (
 def check(conn: Connection) -> None:
     """Refuse bookkeeping that is not wholly the current user's (see the module's
     docstring). Nothing is changed; absent objects are fine (they are created as ours)."""
-    me = conn.execute("SELECT current_user").fetchone()
-    assert me is not None
     rows = conn.execute(_FOREIGN, {"schema": SCHEMA}).fetchall()
     if not rows:
         return
+    me = conn.execute("SELECT current_user").fetchone()
+    assert me is not None
     shown = ", ".join(
         f"{kind} {name}" + ("" if kind in ("trigger", "rule") else f" owned by {owner}")
         for kind, name, owner in rows[:3]
@@ -77,7 +77,9 @@ def check(conn: Connection) -> None:
 
 def ensure_schema(conn: Connection) -> None:
     """The schema, created by (so owned by) the current user where it does not exist,
-    then checked."""
+    then checked: once, before the caller's own `CREATE ... IF NOT EXISTS`, which only
+    adds objects of ours (another login cannot add to a schema we own unless we grant it
+    CREATE)."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     check(conn)
 

@@ -177,7 +177,6 @@ def _ensure_table(conn: Connection) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_KEY,))
         bookkeeping.ensure_schema(conn)
         conn.execute(LEASE_DDL.encode())
-        bookkeeping.check(conn)
 
 
 # who holds one advisory key of this database, whoever they are (a pipeline process or not)

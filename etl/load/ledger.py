@@ -28,7 +28,6 @@ def ensure_ledger(conn: Connection) -> None:
     with conn.transaction():
         bookkeeping.ensure_schema(conn)
         conn.execute(LEDGER_DDL.encode())
-        bookkeeping.check(conn)
 
 
 def last_loaded(conn: Connection) -> str | None:
