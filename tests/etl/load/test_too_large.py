@@ -17,6 +17,7 @@ from etl.errors import DataError
 from etl.load import too_large, waiting
 from etl.load.loader import connect_warehouse, init_warehouse
 from etl.ops.cycle import run_cycle
+from etl.transform.rejects_area import BatchRejects
 from tests.etl.load.test_loader import source
 from tests.etl.test_main import env_for, run_etl
 
@@ -104,3 +105,53 @@ def test_a_value_too_large_for_the_warehouse_is_set_aside_and_loads_once_correct
     compared = run_etl(env, "reconcile")
     assert compared.returncode == 0, compared.stdout + compared.stderr
     assert "set aside left out" not in compared.stdout
+
+
+def _set_aside(settings: Settings, *batches: str) -> None:
+    """One open, unreported set-aside row per batch, as load records them."""
+    init_warehouse(settings)
+    with connect_warehouse(settings) as conn:
+        too_large.ensure(conn)
+        conn.execute("DELETE FROM etl.load_set_aside")
+        for n, batch in enumerate(batches):
+            conn.execute(
+                'INSERT INTO etl.load_set_aside ("table", key_column, key, "column", value,'
+                " reason, batch_id) VALUES ('dim_staff', 'staff_id', %s, 'email_address',"
+                " 'x', 'does not fit', %s)",
+                (str(n), batch),
+            )
+
+
+def test_two_loaders_reporting_at_once_email_each_set_aside_batch_once(
+    settings: Settings,
+) -> None:
+    _set_aside(settings, "20260101T000000Z", "20260102T000000Z")
+    second: list[list[str]] = []
+    sent: list[str] = []
+
+    def record(batch: BatchRejects) -> bool:
+        sent.append(batch.batch_id)
+        return True
+
+    def send(batch: BatchRejects) -> bool:
+        # while the first loader emails, a second one reports on its own connection
+        if not second:
+            with connect_warehouse(settings) as other:
+                second.append(too_large.report_unreported(other, record))
+        return record(batch)
+
+    with connect_warehouse(settings) as conn:
+        first = too_large.report_unreported(conn, send)
+        again = too_large.report_unreported(conn, send)
+
+    assert sorted(first + second[0]) == ["20260101T000000Z", "20260102T000000Z"]
+    assert sorted(sent) == ["20260101T000000Z", "20260102T000000Z"], "no batch twice"
+    assert again == []
+
+
+def test_a_set_aside_email_that_fails_is_sent_by_the_next_report(settings: Settings) -> None:
+    _set_aside(settings, "20260101T000000Z")
+    with connect_warehouse(settings) as conn:
+        assert too_large.report_unreported(conn, lambda batch: False) == []
+        assert too_large.report_unreported(conn, lambda batch: True) == ["20260101T000000Z"]
+        assert too_large.report_unreported(conn, lambda batch: True) == []
