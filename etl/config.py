@@ -3,11 +3,11 @@ Airflow option and description, as the fields of `Settings` (pydantic). The CLI 
 from the environment (`Settings.from_env`), the DAG from its `[totesys]` options and its
 Airflow connections (`Settings.from_text`); the DAG's and the deployer's configurations
 take the settings they share from here (`shared`), and the docs' settings tables are
-rendered from it (`markdown_table`). Nothing below reads `os.environ`."""
+rendered from it (tests/docs/settings_tables.py). Nothing below reads `os.environ`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -357,7 +357,7 @@ def shared(owner: type, name: str, *, default: Any = MISSING, **more: str) -> An
     what that configuration adds to the declaration (the deployer's flag)."""
     info = declared(owner, name)
     if default is MISSING:
-        default = _option_form(info.get_default(call_default_factory=True))
+        default = option_form(info.get_default(call_default_factory=True))
     links = {"setting": name, "owner": owner.__name__, **more}
     return Field(
         default, description=info.description, json_schema_extra={**_extras(info), **links}
@@ -368,7 +368,7 @@ def _extras(info: FieldInfo) -> dict[str, Any]:
     return dict(info.json_schema_extra) if isinstance(info.json_schema_extra, dict) else {}
 
 
-def _option_form(value: Any) -> Any:
+def option_form(value: Any) -> Any:
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, WarehouseNames):
@@ -407,37 +407,3 @@ def _read(info: FieldInfo, text: str) -> Any:
     if kind == Secret | None:
         return Secret(text)
     return text
-
-
-def default_text(info: FieldInfo) -> str:
-    """A setting's default as the docs show it."""
-    if extra(info, "shown_default"):
-        return str(extra(info, "shown_default"))
-    if info.is_required():
-        return "required"
-    value = _option_form(info.get_default(call_default_factory=True))
-    if value is None:
-        return "unset"
-    if isinstance(value, bool):
-        return "off" if not value else "on"
-    if isinstance(value, tuple):
-        value = ",".join(value)
-    if isinstance(value, float):
-        value = f"{value:g}"
-    return f"`{value}`" if value not in ("", {}) else "empty"
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A markdown table (the docs' settings tables are rendered with it)."""
-    lines = [header, tuple("---" for _ in header), *rows]
-    return "\n".join(f"| {' | '.join(line)} |" for line in lines)
-
-
-def settings_table() -> str:
-    """The docs' table of the pipeline's settings: what `python -m etl` reads."""
-    rows = []
-    for info in declarations(Settings).values():
-        option = extra(info, "airflow_option")
-        rows.append((f"`{extra(info, 'env')}`", default_text(info),
-                     f"`{option}`" if option else "-", str(info.description)))  # fmt: skip
-    return markdown_table(("variable", "default", "DAG option `[totesys]`", "meaning"), rows)

@@ -17,9 +17,7 @@ from etl.config import (
     AlertSettings,
     Settings,
     declarations,
-    default_text,
     extra,
-    markdown_table,
     shared,
 )
 
@@ -119,13 +117,3 @@ class DagConfig:
             for name, info in declarations(DagConfig).items()
             if extra(info, "owner") == Settings.__name__
         }
-
-
-def options_table() -> str:
-    """The docs' table of the DAG's `[totesys]` options (docs/dag.md)."""
-    rows = [
-        (f"`{name}`", default_text(info),
-         f"`{extra(info, 'env')}`" if extra(info, "env") else "-", str(info.description))
-        for name, info in declarations(DagConfig).items()
-    ]  # fmt: skip
-    return markdown_table(("option", "default", "`python -m etl` variable", "meaning"), rows)

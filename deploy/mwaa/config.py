@@ -21,10 +21,6 @@ from etl.config import (
     CONFIGURATION,
     DEFAULT_REGION,
     AlertSettings,
-    declarations,
-    default_text,
-    extra,
-    markdown_table,
     shared,
 )
 
@@ -332,14 +328,3 @@ class DeployConfig:
                 raise DeployError(
                     f"option {option}: MWAA takes 1 to 65536 printable ASCII characters"
                 )
-
-
-def flags_table() -> str:
-    """The docs' table of the deployer's settings (docs/deploy-mwaa.md)."""
-    rows = []
-    for info in declarations(DeployConfig).values():
-        if extra(info, "flag"):
-            env = extra(info, "env")
-            rows.append((f"`{extra(info, 'flag')}`", f"`{env}`" if env else "-",
-                         default_text(info), str(info.description)))  # fmt: skip
-    return markdown_table(("flag", "environment fallback", "default", "meaning"), rows)

@@ -1,5 +1,6 @@
 """The settings tables in docs/ are the declarations rendered: each sits between a pair of
-marker comments naming the function that renders it, and must equal that function's output.
+marker comments naming the function of tests/docs/settings_tables.py that renders it, and
+must equal that function's output.
 A setting added, removed, renamed or re-described in its declaration fails here until the
 tables are rendered again: `.venv/bin/python -m tests.docs.test_settings_tables` rewrites
 them."""
@@ -8,24 +9,18 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from deploy.mwaa.config import flags_table
-from etl.config import settings_table
 from tests.conftest import REPO_ROOT
-
-sys.path.insert(0, str(REPO_ROOT / "dags"))
-
-from totesys_airflow.config import options_table
+from tests.docs.settings_tables import dag_options, deploy_flags, pipeline
 
 RENDERERS: dict[str, Callable[[], str]] = {
-    "etl.config.settings_table": settings_table,
-    "totesys_airflow.config.options_table": options_table,
-    "deploy.mwaa.config.flags_table": flags_table,
+    "pipeline": pipeline,
+    "dag_options": dag_options,
+    "deploy_flags": deploy_flags,
 }
 BLOCK = re.compile(
     r"(<!-- settings table: (?P<name>[\w.]+), rendered from the declarations -->\n)"
@@ -33,9 +28,9 @@ BLOCK = re.compile(
     re.DOTALL,
 )
 PAGES = {
-    "docs/local.md": ["etl.config.settings_table"],
-    "docs/dag.md": ["totesys_airflow.config.options_table"],
-    "docs/deploy-mwaa.md": ["deploy.mwaa.config.flags_table"],
+    "docs/local.md": ["pipeline"],
+    "docs/dag.md": ["dag_options"],
+    "docs/deploy-mwaa.md": ["deploy_flags"],
 }
 
 
@@ -57,9 +52,9 @@ def test_each_settings_table_in_the_docs_is_its_declarations_rendered(page: str)
 def test_the_dag_and_deployer_tables_show_the_settings_they_share_with_the_pipeline() -> None:
     """Their rows for a shared setting come from its one declaration: the DAG's option
     names the CLI's variable, the deployer's flag carries the DAG's default."""
-    assert "how far behind its watermark each extract re-reads" in settings_table()
-    assert "| `overlap_seconds` | `900` | `INGEST_OVERLAP_SECONDS` |" in options_table()
-    assert "| `--alert-emails` | - | `data-team@terrifictotes.com` |" in flags_table()
+    assert "how far behind its watermark each extract re-reads" in pipeline()
+    assert "| `overlap_seconds` | `900` | `INGEST_OVERLAP_SECONDS` |" in dag_options()
+    assert "| `--alert-emails` | - | `data-team@terrifictotes.com` |" in deploy_flags()
 
 
 def render_pages() -> None:
