@@ -123,13 +123,7 @@ def metrics_sink(settings: Settings) -> MetricsSink:
             "cloudwatch", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url
         )
 
-    return sink_for(
-        settings.metrics_sink,
-        file=settings.metrics_file,
-        environment=settings.environment,
-        namespace=settings.metrics_namespace,
-        cloudwatch=cloudwatch,
-    )
+    return sink_for(settings, cloudwatch)
 
 
 def print_ingest(result: IngestResult, settings: Settings) -> None:

@@ -378,7 +378,8 @@ def option_form(value: Any) -> Any:
 
 def check_metrics_sink(sink: str, file: str) -> None:
     """A metrics sink is one of METRICS_SINKS, and the local one has its file: checked by
-    Settings and by whoever picks a sink from the bare values (etl.ops.metrics.sink_for)."""
+    Settings, and by etl.ops.metrics.sink_for for the DAG's options (DagConfig reads them
+    unchecked)."""
     _check_choice(declared(Settings, "metrics_sink"), sink)
     if sink == "local" and not file:
         raise ConfigError("METRICS_SINK=local needs METRICS_FILE, the file to append to")

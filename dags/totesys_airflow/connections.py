@@ -58,13 +58,7 @@ def metrics_sink(config: DagConfig) -> MetricsSink:
 
         return AwsBaseHook(aws_conn_id="aws_default", client_type="cloudwatch").get_conn()
 
-    return sink_for(
-        config.metrics_sink,
-        file=config.metrics_file,
-        environment=config.environment,
-        namespace=config.metrics_namespace,
-        cloudwatch=cloudwatch,
-    )
+    return sink_for(config, cloudwatch)
 
 
 def s3_client(config: DagConfig) -> Any:

@@ -271,16 +271,28 @@ def load_run(
     return [*loaded_rows(batches), stage_seconds("load", seconds), pending("load", still_pending)]
 
 
-def sink_for(
-    sink: str, *, file: str, environment: str, namespace: str, cloudwatch: Callable[[], Any]
-) -> MetricsSink:
-    """The sink a `metrics_sink` setting names (refused as the settings refuse it), for
-    this environment; `cloudwatch` makes the CloudWatch client, called only for that sink."""
-    check_metrics_sink(sink, file)
-    if sink == "cloudwatch":
-        return CloudWatchMetrics(cloudwatch(), environment, namespace)
-    if sink == "local":
-        return JsonLinesMetrics(Path(file), environment)
+class MetricsChoice(Protocol):
+    """Which sink, and what it records under: the four settings both `etl.config.Settings`
+    and the DAG's `DagConfig` carry (declared once in etl.config)."""
+
+    @property
+    def metrics_sink(self) -> str: ...
+    @property
+    def metrics_file(self) -> str: ...
+    @property
+    def environment(self) -> str: ...
+    @property
+    def metrics_namespace(self) -> str: ...
+
+
+def sink_for(choice: MetricsChoice, cloudwatch: Callable[[], Any]) -> MetricsSink:
+    """The sink `choice.metrics_sink` names (refused as the settings refuse it), for its
+    environment; `cloudwatch` makes the CloudWatch client, called only for that sink."""
+    check_metrics_sink(choice.metrics_sink, choice.metrics_file)
+    if choice.metrics_sink == "cloudwatch":
+        return CloudWatchMetrics(cloudwatch(), choice.environment, choice.metrics_namespace)
+    if choice.metrics_sink == "local":
+        return JsonLinesMetrics(Path(choice.metrics_file), choice.environment)
     return NoMetrics()
 
 
