@@ -176,10 +176,12 @@ def totesys_etl() -> None:
             )
         return [result.batch_id for result in results]
 
-    @task
+    @task(max_active_tis_per_dag=1)
     def report_set_aside() -> list[str]:
         """Email each batch that set rows aside, once; returns the batch ids emailed. An
-        SMTP outage is logged and left for the next run: it never holds the load back."""
+        SMTP outage is logged and left for the next run: it never holds the load back.
+        One at a time across runs (a backfill's beside a scheduled one): two reporters
+        that read the cursor together would both send before either moved it."""
         from airflow.sdk import get_current_context
         from totesys_airflow.connections import s3_client
         from totesys_airflow.rejects_email import email_set_aside_rows

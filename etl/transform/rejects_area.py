@@ -3,9 +3,11 @@ which of them have been reported to the team.
 
 Each batch with set-aside rows is reported once (the DAG emails it). A cursor,
 `_state/rejects_reported.json`, names the newest batch reported; it only moves forward and
-is replaced conditionally, so two reporters never both move it. A report that could not be
-sent leaves the cursor where it was, and the next run sends it: an email may, rarely, go
-twice (a crash between sending and moving the cursor), never not at all.
+is replaced conditionally, so two reporters never both move it, and the DAG runs one
+reporter at a time (its report task's `max_active_tis_per_dag=1`), since two that read the
+cursor together would both send before either moved it. A report that could not be sent
+leaves the cursor where it was, and the next run sends it: an email may, rarely, go twice
+(a crash between sending and moving the cursor), never not at all.
 """
 
 from __future__ import annotations
