@@ -397,7 +397,7 @@ def _read(info: FieldInfo, text: str) -> Any:
     if kind is timedelta:
         try:
             return timedelta(seconds=float(text))
-        except ValueError:
+        except (ValueError, OverflowError):  # 'abc', 'nan'; 'inf', '1e300'
             raise ConfigError(
                 f"{extra(info, 'env')} must be a number of seconds, not {text!r}"
             ) from None

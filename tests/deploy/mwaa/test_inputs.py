@@ -98,6 +98,8 @@ def test_every_value_is_checked_before_the_first_secret_is_written(
      "option totesys.source_timezone: SOURCE_TIMEZONE 'Mars/Olympus' is not an IANA time zone"),
     ("totesys.bad_row_policy=skip",
      "option totesys.bad_row_policy: BAD_ROW_POLICY 'skip' is not one of set_aside, fail"),
+    ("totesys.overlap_seconds=inf",
+     "option totesys.overlap_seconds: INGEST_OVERLAP_SECONDS must be a number of seconds, not 'inf'"),
     ("totesys.warehouse_name_map=dim_date",
      "option totesys.warehouse_name_map: WAREHOUSE_NAME_MAP: 'dim_date' is not canonical=target"),
 ])  # fmt: skip
