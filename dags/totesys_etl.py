@@ -209,11 +209,14 @@ def totesys_etl() -> None:
         return (end.hour * 60 + end.minute) % CONFIG.load_every_minutes == 0
 
     # one XCom: a dict annotation would otherwise split it into one XCom per key
-    @task(outlets=[assets.warehouse(CONFIG)], multiple_outputs=False)
+    @task(outlets=[assets.warehouse(CONFIG)], multiple_outputs=False, max_active_tis_per_dag=1)
     def load() -> dict[str, Any]:
         """Apply every processed batch not in the warehouse yet, each in one transaction;
         returns their ids and, when a sweep batch was among them, the versions it found that
-        the incremental path had missed (also sent as the SweepMissedVersions metric)."""
+        the incremental path had missed (also sent as the SweepMissedVersions metric).
+        One at a time across runs: the lease serialises the loading anyway, and the email
+        of rows set aside at load, sent after the lease is released, must not be sent by
+        two runs' loads at once."""
         from airflow.sdk import get_current_context
         from totesys_airflow.connections import metrics_sink, s3_client
         from totesys_airflow.errors import failing_fast_on_bad_input

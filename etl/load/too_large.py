@@ -191,16 +191,14 @@ def _exists(conn: Connection) -> bool:
     return bool(row and row[0])
 
 
-def open_rows(conn: Connection, unreported_only: bool = False, claim: bool = False) -> pa.Table:
-    """The open set-aside rows (REJECT_SCHEMA), oldest batch first. `claim`: lock them for
-    this transaction, skipping rows another transaction has locked (report_unreported)."""
+def open_rows(conn: Connection, unreported_only: bool = False) -> pa.Table:
+    """The open set-aside rows (REJECT_SCHEMA), oldest batch first."""
     if not _exists(conn):
         return REJECT_SCHEMA.empty_table()
     where = sql.SQL(" WHERE NOT reported") if unreported_only else sql.SQL("")
-    lock = sql.SQL(" FOR UPDATE SKIP LOCKED") if claim else sql.SQL("")
     rows = conn.execute(
-        sql.SQL('SELECT {} FROM {}{} ORDER BY batch_id, "table", key{}').format(
-            sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), TABLE, where, lock
+        sql.SQL('SELECT {} FROM {}{} ORDER BY batch_id, "table", key').format(
+            sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), TABLE, where
         )
     ).fetchall()
     return pa.Table.from_pylist([dict(zip(COLUMNS, r, strict=True)) for r in rows], REJECT_SCHEMA)
@@ -209,32 +207,20 @@ def open_rows(conn: Connection, unreported_only: bool = False, claim: bool = Fal
 def report_unreported(conn: Connection, send: Callable[[BatchRejects], bool]) -> list[str]:
     """Hand each batch's unreported set-aside rows to `send`, oldest first, and mark them
     reported once it returns True (it stops at the first False: the next run tries again).
-    Returns the batch ids sent.
-
-    The rows are claimed (locked) until they are marked, so two loaders reporting at the
-    same moment (a CLI load beside the DAG's) never email one row twice: the second skips
-    what the first holds. A process that dies after sending and before marking leaves the
-    rows unreported, and the next run sends them again: at least once, never lost."""
+    Returns the batch ids sent."""
+    rows = open_rows(conn, unreported_only=True)
     conn.commit()
     sent: list[str] = []
-    while True:
-        rows = open_rows(conn, unreported_only=True, claim=True)
-        if rows.num_rows == 0:
-            conn.commit()
-            return sent
-        batch_id = rows.column("batch_id")[0].as_py()
+    for batch_id in sorted(set(rows.column("batch_id").to_pylist())):
         batch = BatchRejects(batch_id, rows.filter(pc.equal(rows.column("batch_id"), batch_id)))
         if not send(batch):
-            conn.rollback()
-            return sent
+            break
         conn.execute(
-            sql.SQL("UPDATE {} SET reported = true WHERE batch_id = %s AND NOT reported").format(
-                TABLE
-            ),
-            (batch_id,),
+            sql.SQL("UPDATE {} SET reported = true WHERE batch_id = %s").format(TABLE), (batch_id,)
         )
-        conn.commit()  # the other batches are claimed again by the next round
+        conn.commit()
         sent.append(batch_id)
+    return sent
 
 
 def fact_versions(conn: Connection) -> dict[str, list[tuple[int, datetime]]]:

@@ -86,8 +86,9 @@ def test_run_policy(dag: Any) -> None:
             assert task.retries >= 1 and task.retry_exponential_backoff, task.task_id
     assert dag.get_task("freshness").retries == 0, "a breach is reported once, not retried"
     assert dag.get_task("freshness").trigger_rule == "none_failed"
-    # the S3 report cursor moves after the email: two reporters at once would both send
+    # each email is marked sent after it is sent: two reporters at once would both send
     assert dag.get_task("report_set_aside").max_active_tis_per_dag == 1
+    assert dag.get_task("load").max_active_tis_per_dag == 1
 
 
 def test_the_dag_file_does_no_work_at_parse_time() -> None:

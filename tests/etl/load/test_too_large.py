@@ -17,7 +17,6 @@ from etl.errors import DataError
 from etl.load import too_large, waiting
 from etl.load.loader import connect_warehouse, init_warehouse
 from etl.ops.cycle import run_cycle
-from etl.transform.rejects_area import BatchRejects
 from tests.etl.load.test_loader import source
 from tests.etl.test_main import env_for, run_etl
 
@@ -120,33 +119,6 @@ def _set_aside(settings: Settings, *batches: str) -> None:
                 " 'x', 'does not fit', %s)",
                 (str(n), batch),
             )
-
-
-def test_two_loaders_reporting_at_once_email_each_set_aside_batch_once(
-    settings: Settings,
-) -> None:
-    _set_aside(settings, "20260101T000000Z", "20260102T000000Z")
-    second: list[list[str]] = []
-    sent: list[str] = []
-
-    def record(batch: BatchRejects) -> bool:
-        sent.append(batch.batch_id)
-        return True
-
-    def send(batch: BatchRejects) -> bool:
-        # while the first loader emails, a second one reports on its own connection
-        if not second:
-            with connect_warehouse(settings) as other:
-                second.append(too_large.report_unreported(other, record))
-        return record(batch)
-
-    with connect_warehouse(settings) as conn:
-        first = too_large.report_unreported(conn, send)
-        again = too_large.report_unreported(conn, send)
-
-    assert sorted(first + second[0]) == ["20260101T000000Z", "20260102T000000Z"]
-    assert sorted(sent) == ["20260101T000000Z", "20260102T000000Z"], "no batch twice"
-    assert again == []
 
 
 def test_a_set_aside_email_that_fails_is_sent_by_the_next_report(settings: Settings) -> None:
