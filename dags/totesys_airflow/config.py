@@ -28,7 +28,8 @@ PREFIX = "AIRFLOW__TOTESYS__"
 class DagConfig:
     """Each field is the Airflow option `[totesys] <field>`, i.e. AIRFLOW__TOTESYS__<FIELD>.
     The pipeline settings among them are checked when a task builds the Settings, so a bad
-    one fails that task with an email instead of the DAG's import."""
+    one fails that task with an email instead of the DAG's import (and the MWAA deployer
+    reads them with that same Settings before it deploys: deploy/mwaa/dag_options.py)."""
 
     ingest_schedule: str = Field(
         default="*/5 * * * *", description="cron: how often a batch is extracted"
